@@ -1,0 +1,43 @@
+# One-command set-up on a fresh Debian machine (as root): apt packages, .venv, pip install.
+# Every target is idempotent and fast when already set up.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_STAMP := $(VENV)/.installed
+APT_STAMP := $(VENV)/.apt-installed
+APT_PACKAGES := espeak-ng flite fortunes fortunes-min sox libsndfile1
+CORPUS := data/MiniLibriSpeech
+PREPARED := results/prepared
+PYTEST_ARGS ?= -q
+
+.PHONY: setup test demo lint corpus clean-results
+
+setup: $(APT_STAMP) $(PIP_STAMP)
+
+$(APT_STAMP):
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing apt packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -d $(VENV) || python3 -m venv $(VENV)
+	@touch $@
+
+$(PIP_STAMP): requirements.txt requirements-test.txt pyproject.toml | $(APT_STAMP)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+# pytest exits 5 when it collects no test; that is not a failure of the set-up.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+corpus: setup
+	$(PY) -m d2v_speech.data.minicorpus --out $(CORPUS)
+
+demo: corpus
+	$(PY) -m d2v_speech.data.prepare --data_folder $(CORPUS) --save_folder $(PREPARED)

@@ -1,0 +1,506 @@
+"""Embedded corpus generator: a small synthetic LibriSpeech + Libri-light in their exact layouts.
+
+Usage::
+
+    python -m d2v_speech.data.minicorpus --out data/MiniLibriSpeech \
+        [--hours 2.0] [--seed 0] [--jobs 2] [--force]
+
+Layout written under ``out`` (identical to the real corpora, so the real preparation runs on it)::
+
+    <split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt:04d>.flac
+    <split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
+    librispeech_finetuning/1h/{0..5}/{clean,other}/<speaker>/<chapter>/...   (same files)
+    librispeech_finetuning/9h/{clean,other}/<speaker>/<chapter>/...
+    speakers.csv   every speaker's TTS settings and the splits it appears in
+    corpus.json    hours / utterances / speakers per split, seed, generator version, tool versions
+
+Sizes scale with ``hours`` (H, default 2): train-clean-100 (the unlabelled pool) H hours; each
+of dev-clean, dev-other, test-clean, test-other H/12 (10 min at H=2); six disjoint Libri-light
+10-minute subsets ``1h/k`` of H/12 each (1 h in all at H=2), half clean and half other; ``9h``
+H/8 (15 min at H=2, a scaled-down stand-in for the real 9 h), half clean and half other.
+Sizes are planned from an estimate of seconds per word; ``corpus.json`` gives the real hours.
+
+Design choices:
+- The labelled (Libri-light) utterances are spoken by training speakers but are *separate*
+  recordings with their own sentences and chapters: they do not overlap the unlabelled pool.
+  (In the real corpora they are a subset of LibriSpeech training audio; here keeping them
+  disjoint gives the small demo more distinct data and makes "no sentence in two splits" hold.)
+- ``other`` folders of the Libri-light sets use training voices with degraded acoustics
+  (like train-other-500 speakers); dev-other/test-other use held-out voices *and* degraded
+  acoustics (reverberation, coloured noise at 10-20 dB SNR, band-limiting).
+- dev-clean/test-clean use training voices (disjoint halves of them) with held-out sentences.
+- No sentence appears in two splits. If the pool needs more sentences than remain, it reuses
+  its own sentences (with other speakers); the evaluation and labelled sets never repeat.
+- Every utterance has its own random generator seeded by (seed, utterance index), so the output
+  does not depend on ``jobs``. Files go to a staging folder first and are moved into place
+  only when everything is written; a stamp file marks a complete corpus. An interrupted run
+  resumes from its staging folder; a lock file makes concurrent callers take turns.
+- Identical bytes need identical espeak-ng, flite, libsndfile and fortunes versions; the
+  tool versions and a digest of the plan are part of the stamp.
+"""
+
+import argparse
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from speechbrain.utils.logger import get_logger
+from tqdm import tqdm
+
+from d2v_speech.data.synth import SAMPLE_RATE, check_tools, render_utterance, write_flac_atomic
+from d2v_speech.data.text import FORTUNE_DIR, load_sentences
+from d2v_speech.data.voices import Speaker, build_speakers, write_speaker_table
+
+logger = get_logger(__name__)
+
+GENERATOR_VERSION = "1"
+# Measured mean duration per word after silence trimming, over the speaker table.
+SECONDS_PER_WORD = 0.29
+MAX_UTTERANCES_PER_CHAPTER = 100
+MAX_EVAL_SPEAKERS = 20
+CHAPTER_ID_RANGE = (1000, 300000)
+FINETUNING_DIR = "librispeech_finetuning"
+LIBRISPEECH_SPLITS = ("train-clean-100", "dev-clean", "dev-other", "test-clean", "test-other")
+STAMP_NAME = ".minicorpus_complete.json"
+STAGING_NAME = ".minicorpus_staging"
+LOCK_NAME = ".minicorpus.lock"
+OWNED_ENTRIES = (*LIBRISPEECH_SPLITS, FINETUNING_DIR, "speakers.csv", "corpus.json")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """One output folder: where it goes, how much audio, which speakers, which acoustics."""
+
+    folder: str
+    fraction_of_hours: float
+    speakers: str  # "train", "dev-clean", "test-clean", "dev-other" or "test-other"
+    degraded: bool
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One file to synthesise."""
+
+    index: int
+    folder: str
+    speaker: Speaker
+    chapter: int
+    number: int
+    text: str
+    degraded: bool
+
+    @property
+    def utterance_id(self) -> str:
+        return f"{self.speaker.speaker_id}-{self.chapter}-{self.number:04d}"
+
+    @property
+    def relative_path(self) -> str:
+        spk = self.speaker.speaker_id
+        return f"{self.folder}/{spk}/{self.chapter}/{self.utterance_id}.flac"
+
+
+def split_specs() -> list[SplitSpec]:
+    """Every output folder, in the order sentences are handed out (held-out sets first)."""
+    specs = [
+        SplitSpec("test-clean", 1 / 12, "test-clean", False),
+        SplitSpec("test-other", 1 / 12, "test-other", True),
+        SplitSpec("dev-clean", 1 / 12, "dev-clean", False),
+        SplitSpec("dev-other", 1 / 12, "dev-other", True),
+    ]
+    for subset in range(6):
+        for condition in ("clean", "other"):
+            specs.append(
+                SplitSpec(
+                    f"{FINETUNING_DIR}/1h/{subset}/{condition}",
+                    1 / 24,
+                    "train",
+                    condition == "other",
+                )
+            )
+    for condition in ("clean", "other"):
+        specs.append(
+            SplitSpec(f"{FINETUNING_DIR}/9h/{condition}", 1 / 16, "train", condition == "other")
+        )
+    specs.append(SplitSpec("train-clean-100", 1.0, "train", False))
+    return specs
+
+
+def allocate_sentences(
+    sentences: list[str], specs: list[SplitSpec], hours: float
+) -> dict[str, list[str]]:
+    """Hand out shuffled sentences to folders until each reaches its estimated duration.
+
+    Each folder gets at least one sentence. Only train-clean-100 may reuse (its own) sentences.
+    """
+    allocation: dict[str, list[str]] = {}
+    cursor = 0
+    for spec in specs:
+        target = spec.fraction_of_hours * hours * 3600.0
+        chosen: list[str] = []
+        num_distinct = 0
+        estimate = 0.0
+        while not chosen or estimate < target:
+            if cursor < len(sentences):
+                chosen.append(sentences[cursor])
+                cursor += 1
+                num_distinct += 1
+            elif spec.folder == "train-clean-100" and num_distinct:
+                chosen.append(chosen[len(chosen) % num_distinct])
+            else:
+                raise ValueError(
+                    f"hours={hours} needs more distinct sentences than the {len(sentences)} "
+                    f"available (ran out at '{spec.folder}'); use a smaller --hours"
+                )
+            estimate += len(chosen[-1].split()) * SECONDS_PER_WORD
+        allocation[spec.folder] = chosen
+    return allocation
+
+
+def choose_speaker_groups(
+    speakers: list[Speaker], num_pool_utterances: int, rng: np.random.Generator
+) -> dict[str, list[Speaker]]:
+    """Speakers of each role, in the order they take turns.
+
+    ``train`` are the seen voices that actually speak in the unlabelled pool (all of them unless
+    the corpus is tiny); dev-clean and test-clean take disjoint halves of them (at most
+    ``MAX_EVAL_SPEAKERS`` each), so every clean evaluation voice is heard in training.
+    """
+    seen = [speaker for speaker in speakers if speaker.group == "seen"]
+    order = [seen[i] for i in rng.permutation(len(seen))]
+    train = order[: max(1, min(len(order), num_pool_utterances))]
+    shuffled = [train[i] for i in rng.permutation(len(train))]
+    half = max(1, len(shuffled) // 2)
+    return {
+        "train": train,
+        "dev-clean": shuffled[:half][:MAX_EVAL_SPEAKERS],
+        "test-clean": (shuffled[half:] or shuffled)[:MAX_EVAL_SPEAKERS],
+        "dev-other": [speaker for speaker in speakers if speaker.group == "dev-other"],
+        "test-other": [speaker for speaker in speakers if speaker.group == "test-other"],
+    }
+
+
+def plan_corpus(sentences: list[str], hours: float, seed: int) -> list[Utterance]:
+    """Every utterance of the corpus (text, speaker, chapter, acoustics), fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    shuffled = [sentences[i] for i in rng.permutation(len(sentences))]
+    specs = split_specs()
+    allocation = allocate_sentences(shuffled, specs, hours)
+    speakers = build_speakers(rng)
+    groups = choose_speaker_groups(speakers, len(allocation["train-clean-100"]), rng)
+    chapter_ids = iter(int(c) for c in rng.permutation(np.arange(*CHAPTER_ID_RANGE)))
+    utterances: list[Utterance] = []
+    for spec in specs:
+        order = groups[spec.speakers]
+        if spec.speakers == "train" and spec.folder != "train-clean-100":
+            order = [order[i] for i in rng.permutation(len(order))]
+        texts = allocation[spec.folder]
+        num_distinct = len(set(texts))
+        chapters: dict[int, list[int]] = {}
+        for position, text in enumerate(texts):
+            # A reused pool sentence goes to the next speaker along, never the same one again.
+            turn = position % num_distinct + position // num_distinct
+            speaker = order[turn % len(order)]
+            state = chapters.get(speaker.speaker_id)
+            if state is None or state[1] == MAX_UTTERANCES_PER_CHAPTER:
+                state = [next(chapter_ids), 0]
+                chapters[speaker.speaker_id] = state
+            utterances.append(
+                Utterance(
+                    len(utterances), spec.folder, speaker, state[0], state[1], text, spec.degraded
+                )
+            )
+            state[1] += 1
+    return utterances
+
+
+def _render_to_file(task: tuple[Utterance, str, int]) -> tuple[int, int]:
+    """Pool worker: synthesise one utterance into the staging folder; returns (index, samples)."""
+    utterance, staging, seed = task
+    path = Path(staging) / utterance.relative_path
+    if path.exists():
+        return utterance.index, sf.info(str(path)).frames
+    rng = np.random.default_rng([seed, utterance.index])
+    samples = render_utterance(utterance.speaker, utterance.text, utterance.degraded, rng)
+    write_flac_atomic(path, samples)
+    return utterance.index, len(samples)
+
+
+def _render_all(
+    utterances: list[Utterance], staging: Path, seed: int, jobs: int, progress: bool
+) -> list[int]:
+    """Synthesise all utterances, skipping files a previous run finished. Returns sample counts."""
+    tasks = [(utterance, str(staging), seed) for utterance in utterances]
+    num_samples = [0] * len(utterances)
+    bar = tqdm(total=len(tasks), desc="synthesising", unit="utt", disable=not progress)
+    if jobs == 1:
+        results = map(_render_to_file, tasks)
+        for index, count in results:
+            num_samples[index] = count
+            bar.update()
+    else:
+        with Pool(jobs) as pool:
+            for index, count in pool.imap_unordered(_render_to_file, tasks, chunksize=4):
+                num_samples[index] = count
+                bar.update()
+    bar.close()
+    return num_samples
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _write_transcripts(utterances: list[Utterance], staging: Path) -> None:
+    """One ``<speaker>-<chapter>.trans.txt`` per chapter folder, lines sorted by utterance id."""
+    chapters: dict[tuple[str, int, int], list[Utterance]] = defaultdict(list)
+    for utterance in utterances:
+        chapters[(utterance.folder, utterance.speaker.speaker_id, utterance.chapter)].append(
+            utterance
+        )
+    for (folder, speaker_id, chapter), members in chapters.items():
+        lines = [f"{u.utterance_id} {u.text}\n" for u in sorted(members, key=lambda u: u.number)]
+        name = f"{speaker_id}-{chapter}.trans.txt"
+        _write_text_atomic(staging / folder / str(speaker_id) / str(chapter) / name, "".join(lines))
+
+
+def _folder_stats(members: list[Utterance], num_samples: list[int]) -> dict:
+    seconds = sum(num_samples[u.index] for u in members) / SAMPLE_RATE
+    return {
+        "utterances": len(members),
+        "hours": round(seconds / 3600.0, 4),
+        "speakers": len({u.speaker.speaker_id for u in members}),
+        "words": sum(len(u.text.split()) for u in members),
+    }
+
+
+def summarize(utterances: list[Utterance], num_samples: list[int], settings: dict) -> dict:
+    """The ``corpus.json`` content: sizes per folder and per Libri-light subset, and settings."""
+    by_folder: dict[str, list[Utterance]] = defaultdict(list)
+    for utterance in utterances:
+        by_folder[utterance.folder].append(utterance)
+    folders = {}
+    for folder, members in sorted(by_folder.items()):
+        folders[folder] = _folder_stats(members, num_samples)
+        folders[folder]["degraded_acoustics"] = members[0].degraded
+
+    def subset(prefixes: tuple[str, ...]) -> dict:
+        members = [u for u in utterances if u.folder.startswith(prefixes)]
+        return _folder_stats(members, num_samples)
+
+    ll = FINETUNING_DIR
+    subsets = {f"1h/{k}": subset((f"{ll}/1h/{k}/",)) for k in range(6)}
+    subsets["1h"] = subset((f"{ll}/1h/",))
+    subsets["9h"] = subset((f"{ll}/9h/",))
+    subsets["10h"] = subset((f"{ll}/1h/", f"{ll}/9h/"))
+    total_seconds = sum(num_samples) / SAMPLE_RATE
+    return {
+        "generator": "d2v_speech.data.minicorpus",
+        **settings,
+        "sample_rate": SAMPLE_RATE,
+        "labelled_overlaps_unlabelled_pool": False,
+        "folders": folders,
+        "librilight_subsets": subsets,
+        "total_hours": round(total_seconds / 3600.0, 4),
+        "total_utterances": len(utterances),
+    }
+
+
+def _settings(
+    hours: float, seed: int, tools: dict[str, str], sentences: list[str], plan: list[Utterance]
+) -> dict:
+    """Everything that changes the output bytes; a different value means regenerate.
+
+    The plan digest covers every file name, text, speaker setting and condition, so any change
+    in the fortunes or in planning is noticed; rendering changes bump ``GENERATOR_VERSION``.
+    """
+    lines = (f"{u.relative_path}\t{u.text}\t{u.speaker}\t{u.degraded}" for u in plan)
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "hours": hours,
+        "seed": seed,
+        "tools": tools,
+        "sentences_available": len(sentences),
+        "plan_sha256": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(),
+    }
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _json_text(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def is_complete(out_dir: Path, settings: dict) -> bool:
+    """True if ``out_dir`` holds a finished corpus generated with exactly ``settings``."""
+    out_dir = Path(out_dir)
+    if _read_json(out_dir / STAMP_NAME) != settings:
+        return False
+    return all((out_dir / entry).exists() for entry in OWNED_ENTRIES)
+
+
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` so concurrent callers (e.g. DDP ranks) take turns."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_staging(staging: Path, settings: dict, force: bool) -> None:
+    """Reuse a staging folder left by an interrupted run with the same settings, else start anew."""
+    marker = staging / "settings.json"
+    if staging.exists() and (force or _read_json(marker) != settings):
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(marker, _json_text(settings))
+
+
+def _publish(staging: Path, out_dir: Path, settings: dict) -> None:
+    """Move the staged corpus into place, replacing what a previous run left; stamp it last."""
+    (out_dir / STAMP_NAME).unlink(missing_ok=True)
+    for entry in OWNED_ENTRIES:
+        target = out_dir / entry
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        os.replace(staging / entry, target)
+    _write_text_atomic(out_dir / STAMP_NAME, _json_text(settings))
+    shutil.rmtree(staging)
+
+
+def generate_corpus(
+    out_dir: str | Path,
+    hours: float = 2.0,
+    seed: int = 0,
+    jobs: int = 2,
+    force: bool = False,
+    fortune_dir: str | Path = FORTUNE_DIR,
+    progress: bool = True,
+) -> dict:
+    """Generate the embedded corpus under ``out_dir`` and return its summary (``corpus.json``).
+
+    A complete corpus with the same settings is left untouched (fast no-op) unless ``force``.
+    ``hours`` is the size of the unlabelled pool; all other sets scale with it.
+    """
+    if not (isinstance(hours, int | float) and hours > 0):
+        raise ValueError(f"hours must be a positive number, got {hours!r}")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    out_dir = Path(out_dir)
+    sentences = load_sentences(Path(fortune_dir))
+    utterances = plan_corpus(sentences, float(hours), seed)
+    settings = _settings(float(hours), seed, check_tools(), sentences, utterances)
+    if not force and is_complete(out_dir, settings):
+        logger.info(
+            "Embedded corpus in %s is complete with these settings; nothing to do.", out_dir
+        )
+        return _read_json(out_dir / "corpus.json") or {}
+    with _exclusive(out_dir):
+        # Another process may have finished the same corpus while this one waited for the lock.
+        if not force and is_complete(out_dir, settings):
+            return _read_json(out_dir / "corpus.json") or {}
+        return _generate(out_dir, utterances, settings, seed, jobs, force, progress)
+
+
+def _generate(
+    out_dir: Path,
+    utterances: list[Utterance],
+    settings: dict,
+    seed: int,
+    jobs: int,
+    force: bool,
+    progress: bool,
+) -> dict:
+    """Render, write transcripts and manifests into staging, then publish (lock held)."""
+    started = time.perf_counter()
+    staging = out_dir / STAGING_NAME
+    _open_staging(staging, settings, force)
+    num_samples = _render_all(utterances, staging, seed, jobs, progress)
+    missing = [u.relative_path for u in utterances if not (staging / u.relative_path).exists()]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} files vanished from {staging} during generation (e.g. {missing[0]}); "
+            "is another program writing to the same folder? Run again."
+        )
+    _write_transcripts(utterances, staging)
+    splits_of: dict[int, list[str]] = defaultdict(list)
+    for utterance in utterances:
+        if utterance.folder not in splits_of[utterance.speaker.speaker_id]:
+            splits_of[utterance.speaker.speaker_id].append(utterance.folder)
+    speakers = list({u.speaker.speaker_id: u.speaker for u in utterances}.values())
+    write_speaker_table(speakers, splits_of, staging / "speakers.csv")
+    summary = summarize(utterances, num_samples, settings)
+    _write_text_atomic(staging / "corpus.json", _json_text(summary))
+    _publish(staging, out_dir, settings)
+    logger.info(
+        "Generated %.2f h (%d utterances) in %s in %.1f s.",
+        summary["total_hours"],
+        summary["total_utterances"],
+        out_dir,
+        time.perf_counter() - started,
+    )
+    return summary
+
+
+def _format_summary(summary: dict) -> str:
+    lines = [f"{'folder':<42} {'utts':>6} {'hours':>8} {'speakers':>8}"]
+    for folder, stats in summary["folders"].items():
+        lines.append(
+            f"{folder:<42} {stats['utterances']:>6} {stats['hours']:>8.3f} {stats['speakers']:>8}"
+        )
+    for name, stats in summary["librilight_subsets"].items():
+        lines.append(
+            f"{'librilight ' + name:<42} {stats['utterances']:>6} {stats['hours']:>8.3f} "
+            f"{stats['speakers']:>8}"
+        )
+    lines.append(f"total: {summary['total_hours']:.3f} h, {summary['total_utterances']} utterances")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m d2v_speech.data.minicorpus",
+        description="Generate the embedded synthetic LibriSpeech/Libri-light corpus.",
+    )
+    parser.add_argument("--out", default="data/MiniLibriSpeech", help="output folder")
+    parser.add_argument("--hours", type=float, default=2.0, help="hours of unlabelled audio")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--force", action="store_true", help="regenerate even if complete")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = generate_corpus(args.out, args.hours, args.seed, args.jobs, args.force)
+    print(_format_summary(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

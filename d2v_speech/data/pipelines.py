@@ -1,0 +1,169 @@
+"""SpeechBrain data pipelines for pretraining: audio reading, per-utterance normalisation,
+the augmented student view, and a collate function that crops or pads a batch.
+
+Everything here runs inside data-loader workers, so it depends only on the item id, the
+seed and the epoch: a resumed run sees exactly the same crops and augmentations.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.data_pipeline import provides, takes
+
+SAMPLE_RATE = 16000
+
+
+class AudioReadError(ValueError):
+    """Raised when an audio file cannot be used; the message names the file."""
+
+
+def read_mono_16k(path: str) -> np.ndarray:
+    """Read a 16 kHz mono file as float32 samples (S,).
+
+    Raises AudioReadError naming the file for a decode failure, a wrong sample rate,
+    several channels, an empty file or non-finite samples.
+    """
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for broken files
+        raise AudioReadError(f"{path}: cannot decode audio ({err})") from err
+    if rate != SAMPLE_RATE:
+        raise AudioReadError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz")
+    if samples.shape[1] != 1:
+        raise AudioReadError(f"{path}: {samples.shape[1]} channels, expected mono")
+    if samples.shape[0] == 0:
+        raise AudioReadError(f"{path}: no samples")
+    samples = samples[:, 0]
+    if not np.isfinite(samples).all():
+        raise AudioReadError(f"{path}: contains NaN or infinite samples")
+    return samples
+
+
+def normalize_waveform(wav: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance over the utterance (fairseq `normalize: true`). (S,) -> (S,)."""
+    return torch.nn.functional.layer_norm(wav, wav.shape, eps=eps)
+
+
+def item_key(utt_id: str, epoch: int, seed: int) -> int:
+    """A stable 63-bit key for (utterance, epoch, seed), identical in every worker and process."""
+    return (zlib.crc32(utt_id.encode("utf-8")) + 1_000_003 * epoch + 7_919 * seed) % (2**63)
+
+
+class PretrainAudioPipeline:
+    """Dynamic item: `id`, `wav` -> `sig` (clean, normalised) and, with an augmenter, `sig_aug`.
+
+    The epoch is an attribute the Brain sets at the start of every epoch, before the loader
+    forks its workers, so augmentations change per epoch but stay reproducible.
+
+    Arguments
+    ---------
+    augmenter : callable (np.ndarray (S,), key: int) -> np.ndarray (S,), optional
+        The student-view augmentation (d2v_speech.augment.WaveformAugmenter).
+    normalize : bool
+        Normalise each utterance to zero mean and unit variance (clean and augmented separately,
+        as the data2vec-aqc fork does).
+    seed : int
+        Mixed into the augmentation key.
+    """
+
+    def __init__(self, augmenter: Callable | None = None, normalize: bool = True, seed: int = 0):
+        self.augmenter = augmenter
+        self.normalize = normalize
+        self.seed = seed
+        self.epoch = 0
+
+    def provided_keys(self) -> list[str]:
+        return ["sig", "sig_aug"] if self.augmenter is not None else ["sig"]
+
+    def __call__(self, utt_id: str, wav_path: str):
+        clean = read_mono_16k(wav_path)
+        clean_tensor = torch.from_numpy(clean)
+        yield normalize_waveform(clean_tensor) if self.normalize else clean_tensor
+        if self.augmenter is not None:
+            augmented = self.augmenter(clean, item_key(utt_id, self.epoch, self.seed))
+            aug_tensor = torch.as_tensor(np.asarray(augmented, dtype=np.float32))
+            yield normalize_waveform(aug_tensor) if self.normalize else aug_tensor
+
+
+def load_pretrain_dataset(
+    csv_paths: Sequence[str],
+    data_root: str,
+    pipeline: PretrainAudioPipeline,
+    min_duration: float = 0.0,
+    max_duration: float = float("inf"),
+) -> DynamicItemDataset:
+    """Concatenate prepared CSVs (ID, duration, wav, ...) into one dataset with the audio pipeline.
+
+    Utterances outside [min_duration, max_duration] seconds are dropped, as fairseq's
+    min/max_sample_size do.
+    """
+    rows: dict[str, dict] = {}
+    for path in csv_paths:
+        part = DynamicItemDataset.from_csv(path, replacements={"data_root": data_root})
+        for utt_id in part.data_ids:
+            if utt_id in rows:
+                raise ValueError(f"{path}: utterance id {utt_id} appears in two CSVs")
+            rows[utt_id] = part.data[utt_id]
+    if not rows:
+        raise ValueError(f"no utterances in {list(csv_paths)}")
+    dataset = DynamicItemDataset(rows)
+    dataset = dataset.filtered_sorted(
+        key_min_value={"duration": min_duration}, key_max_value={"duration": max_duration}
+    )
+    if len(dataset) == 0:
+        raise ValueError(
+            f"no utterance of {list(csv_paths)} lasts between {min_duration} and {max_duration} s"
+        )
+    keys = pipeline.provided_keys()
+    stage = takes("id", "wav")(provides(*keys)(pipeline))
+    dataset.add_dynamic_item(stage)
+    dataset.set_output_keys(["id", *keys])
+    return dataset
+
+
+class CropCollate:
+    """Collate pretraining items into padded tensors, optionally cropping like fairseq.
+
+    `crop_to_shortest=True` reproduces the fork (every clip cropped to the shortest clip of the
+    batch, at most `max_samples`, at a random offset shared by the clean and augmented views):
+    no padding at all. With `crop_to_shortest=False` clips are only capped at `max_samples` and
+    padded; the model handles padding through the returned lengths.
+
+    Returns a dict: `id` (list), `sig` (B, S) float, `lengths` (B,) long samples, and
+    `sig_aug` (B, S) when present.
+    """
+
+    def __init__(self, crop_to_shortest: bool = True, max_samples: int = 320000, seed: int = 0):
+        self.crop_to_shortest = crop_to_shortest
+        self.max_samples = max_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def _offset(self, utt_id: str, length: int, target: int) -> int:
+        if length <= target:
+            return 0
+        rng = np.random.default_rng(item_key(utt_id, self.epoch, self.seed + 1))
+        return int(rng.integers(0, length - target + 1))
+
+    def __call__(self, items: list[dict]) -> dict:
+        lengths = [int(item["sig"].shape[0]) for item in items]
+        target = min(lengths) if self.crop_to_shortest else max(lengths)
+        target = min(target, self.max_samples)
+        keys = [k for k in ("sig", "sig_aug") if k in items[0]]
+        batch = {k: torch.zeros(len(items), target) for k in keys}
+        out_lengths = torch.zeros(len(items), dtype=torch.long)
+        for row, item in enumerate(items):
+            length = min(lengths[row], target)
+            start = self._offset(item["id"], lengths[row], length)
+            for k in keys:
+                batch[k][row, :length] = item[k][start : start + length]
+            out_lengths[row] = length
+        batch["id"] = [item["id"] for item in items]
+        batch["lengths"] = out_lengths
+        return batch

@@ -1,0 +1,894 @@
+"""Import and export of data2vec encoder weights.
+
+Sources understood by `load_checkpoint`:
+
+- a Hugging Face `save_pretrained` directory of `Data2VecAudioModel` / `Data2VecAudioForCTC`
+  (config.json + model.safetensors or pytorch_model.bin, sharded or not);
+- a raw Hugging Face-layout state dict (our own `Data2VecAudioModel.state_dict()` has the same
+  keys), given with `config=`;
+- an official fairseq data2vec / data2vec-aqc `.pt`, pretrained or CTC fine-tuned
+  (`{"model": ..., "cfg": ...}` or the older `{"model": ..., "args": Namespace}`);
+- a native file written by `save_native` (keeps teacher, pretraining heads and CTC head).
+
+`export_huggingface` writes a directory that `transformers.Data2VecAudioModel.from_pretrained`
+(or `Data2VecAudioForCTC` when a CTC head exists) loads.
+
+Command line::
+
+    python -m d2v_speech.checkpoints inspect SRC
+    python -m d2v_speech.checkpoints convert SRC DST      # DST dir -> HF, DST *.pt -> native
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import pickle
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from d2v_speech.nn.config import EncoderConfig
+from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
+
+FORMAT_HF = "huggingface"
+FORMAT_STATE_DICT = "state_dict"
+FORMAT_FAIRSEQ = "fairseq"
+FORMAT_NATIVE = "d2v_speech"
+NATIVE_TAG = "d2v_speech.checkpoint"
+NATIVE_VERSION = 1
+
+#: pretraining modules of data2vec(-aqc) that are not part of the encoder
+HEAD_NAMES = ("final_proj", "quantizer", "project_q", "contr_proj")
+#: present in HF only when masking is configured; not needed for inference
+OPTIONAL_ENCODER_KEYS = frozenset({"masked_spec_embed"})
+HF_PREFIX = "data2vec_audio."
+FAIRSEQ_FINETUNED_PREFIX = "w2v_encoder.w2v_model."
+FAIRSEQ_CTC_PREFIX = "w2v_encoder.proj."
+_DEFAULT_FAIRSEQ_CONV = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"
+_HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_NATIVE_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the encoder."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """Everything a checkpoint holds, in our naming.
+
+    Attributes
+    ----------
+    config : EncoderConfig
+        Architecture of the encoder.
+    encoder_state : dict
+        State dict of `Data2VecAudioModel` (Hugging Face key layout).
+    teacher_state : dict or None
+        EMA teacher, as a `TransformerEncoder` state dict (keys relative to `encoder.`).
+    heads : dict of dict
+        Pretraining modules by name (`final_proj`, `quantizer`, `project_q`, `contr_proj`),
+        each a state dict relative to that module, as stored by the source.
+    ctc_head : dict or None
+        {"weight": (V, D), "bias": (V,)} of a fine-tuned CTC output layer; index 0 is the blank.
+    source_format : str
+        "huggingface", "state_dict", "fairseq" or "d2v_speech".
+    normalize : bool or None
+        Whether the source expects zero-mean unit-variance waveforms (fairseq `task.normalize`);
+        None when the source does not say.
+    """
+
+    config: EncoderConfig
+    encoder_state: dict[str, torch.Tensor]
+    teacher_state: dict[str, torch.Tensor] | None = None
+    heads: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    ctc_head: dict[str, torch.Tensor] | None = None
+    source_format: str = FORMAT_STATE_DICT
+    normalize: bool | None = None
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Data2VecAudioModel,
+        ctc_head: nn.Linear | None = None,
+        teacher: nn.Module | None = None,
+        heads: Mapping[str, nn.Module] | None = None,
+        normalize: bool | None = None,
+    ) -> LoadedCheckpoint:
+        """Snapshot a live model (and optional CTC head, teacher encoder, pretraining heads)."""
+        return cls(
+            config=model.config,
+            encoder_state=_detached(model.state_dict()),
+            teacher_state=None if teacher is None else _detached(teacher.state_dict()),
+            heads={name: _detached(module.state_dict()) for name, module in (heads or {}).items()},
+            ctc_head=None if ctc_head is None else _detached(ctc_head.state_dict()),
+            source_format=FORMAT_NATIVE,
+            normalize=normalize,
+        )
+
+    def build_encoder(self) -> Data2VecAudioModel:
+        """A `Data2VecAudioModel` holding `encoder_state`."""
+        model = Data2VecAudioModel(self.config)
+        check_state_dict(
+            self.encoder_state,
+            expected_encoder_shapes(self.config),
+            "encoder",
+            OPTIONAL_ENCODER_KEYS,
+        )
+        model.load_state_dict(self.encoder_state, strict=False)
+        return model
+
+    def build_ctc_head(self) -> nn.Linear | None:
+        """An `nn.Linear(D, V)` holding `ctc_head`, or None."""
+        if self.ctc_head is None:
+            return None
+        vocab_size = self.ctc_head["weight"].shape[0]
+        head = nn.Linear(self.config.embed_dim, vocab_size)
+        check_state_dict(
+            self.ctc_head, {k: v.shape for k, v in head.state_dict().items()}, "CTC head"
+        )
+        head.load_state_dict(self.ctc_head)
+        return head
+
+
+def _detached(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
+# ---------------------------------------------------------------------------- validation
+def expected_encoder_shapes(config: EncoderConfig) -> dict[str, torch.Size]:
+    """Key -> shape of `Data2VecAudioModel(config).state_dict()`, built on the meta device."""
+    with torch.device("meta"):
+        model = Data2VecAudioModel(config)
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
+def check_state_dict(
+    state: Mapping[str, Any],
+    expected: Mapping[str, torch.Size],
+    what: str,
+    optional: frozenset[str] = frozenset(),
+) -> None:
+    """Raise `CheckpointError` naming every unknown, missing and mis-shaped key."""
+    problems = []
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state) - optional)
+    misshaped = [
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(shape)}"
+        for key, shape in expected.items()
+        if key in state and (not isinstance(state[key], torch.Tensor) or state[key].shape != shape)
+    ]
+    if unknown:
+        problems.append(f"unknown keys ({len(unknown)}): {unknown}")
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {missing}")
+    if misshaped:
+        problems.append(f"mis-shaped keys ({len(misshaped)}): {misshaped}")
+    if problems:
+        raise CheckpointError(f"{what} state does not fit the architecture: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------- Hugging Face
+_HF_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "feat_extract_activation": "gelu",
+    "hidden_dropout": 0.1,
+    "activation_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "feat_proj_dropout": 0.0,
+    "layerdrop": 0.1,
+    "layer_norm_eps": 1e-5,
+    "conv_dim": [512] * 7,
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_bias": False,
+    "num_conv_pos_embeddings": 5,
+    "conv_pos_kernel_size": 19,
+    "num_conv_pos_embedding_groups": 16,
+    "add_adapter": False,
+}
+
+
+def hf_config_to_encoder_config(
+    hf_config: Mapping[str, Any], pos_conv_mask_padding: bool | None = None
+) -> EncoderConfig:
+    """Map a Hugging Face `Data2VecAudioConfig` dict (config.json) to an `EncoderConfig`.
+
+    `pos_conv_mask_padding` None keeps the value stored by `export_huggingface` (or our default).
+    `do_stable_layer_norm` / `feat_extract_norm` are ignored, as `Data2VecAudioModel` does.
+    """
+    values = {**_HF_DEFAULTS, **hf_config}
+    model_type = values.get("model_type", "data2vec-audio")
+    if model_type != "data2vec-audio":
+        raise CheckpointError(
+            f"config.json has model_type={model_type!r}; only 'data2vec-audio' is supported "
+            "(wav2vec2 uses a different positional convolution)"
+        )
+    for name in ("hidden_act", "feat_extract_activation"):
+        if values[name] != "gelu":
+            raise CheckpointError(f"config.json {name}={values[name]!r}; only 'gelu' is supported")
+    if values["add_adapter"]:
+        raise CheckpointError("config.json add_adapter=True; adapters are not supported")
+    conv = (values["conv_dim"], values["conv_kernel"], values["conv_stride"])
+    if len({len(part) for part in conv}) != 1:
+        raise CheckpointError(
+            f"config.json conv_dim/conv_kernel/conv_stride lengths differ: {[len(p) for p in conv]}"
+        )
+    if pos_conv_mask_padding is None:
+        pos_conv_mask_padding = bool(
+            values.get("pos_conv_mask_padding", EncoderConfig.pos_conv_mask_padding)
+        )
+    return EncoderConfig(
+        conv_layers=[(int(c), int(k), int(s)) for c, k, s in zip(*conv)],
+        conv_bias=bool(values["conv_bias"]),
+        extractor_mode="layer_norm",
+        embed_dim=int(values["hidden_size"]),
+        num_layers=int(values["num_hidden_layers"]),
+        num_heads=int(values["num_attention_heads"]),
+        ffn_dim=int(values["intermediate_size"]),
+        dropout=float(values["hidden_dropout"]),
+        attention_dropout=float(values["attention_dropout"]),
+        activation_dropout=float(values["activation_dropout"]),
+        feature_dropout=float(values["feat_proj_dropout"]),
+        layerdrop=float(values["layerdrop"]),
+        pos_conv_depth=int(values["num_conv_pos_embeddings"]),
+        pos_conv_kernel=int(values["conv_pos_kernel_size"]),
+        pos_conv_groups=int(values["num_conv_pos_embedding_groups"]),
+        pos_conv_mask_padding=pos_conv_mask_padding,
+        layer_norm_first=False,
+        layer_norm_eps=float(values["layer_norm_eps"]),
+    )
+
+
+def encoder_config_to_hf(config: EncoderConfig, vocab_size: int | None = None) -> dict[str, Any]:
+    """`Data2VecAudioConfig` fields for `config`; raises for what Data2VecAudio cannot express."""
+    if config.layer_norm_first:
+        raise CheckpointError(
+            "pre-LN models (layer_norm_first=True) cannot be exported as Hugging Face "
+            "Data2VecAudio, which is post-LN only"
+        )
+    if config.extractor_mode != "layer_norm":
+        raise CheckpointError(
+            f"extractor_mode={config.extractor_mode!r} cannot be exported as Hugging Face "
+            "Data2VecAudio, which always uses a LayerNorm in every conv block"
+        )
+    return {
+        "architectures": ["Data2VecAudioForCTC" if vocab_size else "Data2VecAudioModel"],
+        "model_type": "data2vec-audio",
+        "hidden_size": config.embed_dim,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "intermediate_size": config.ffn_dim,
+        "hidden_act": "gelu",
+        "feat_extract_activation": "gelu",
+        "hidden_dropout": config.dropout,
+        "attention_dropout": config.attention_dropout,
+        "activation_dropout": config.activation_dropout,
+        "feat_proj_dropout": config.feature_dropout,
+        "layerdrop": config.layerdrop,
+        "layer_norm_eps": config.layer_norm_eps,
+        "conv_dim": [c for c, _, _ in config.conv_layers],
+        "conv_kernel": [k for _, k, _ in config.conv_layers],
+        "conv_stride": [s for _, _, s in config.conv_layers],
+        "num_feat_extract_layers": len(config.conv_layers),
+        "conv_bias": config.conv_bias,
+        "num_conv_pos_embeddings": config.pos_conv_depth,
+        "conv_pos_kernel_size": config.pos_conv_kernel,
+        "num_conv_pos_embedding_groups": config.pos_conv_groups,
+        # > 0 so that HF creates (and loads) masked_spec_embed
+        "mask_time_prob": 0.05,
+        "vocab_size": vocab_size or 32,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "add_adapter": False,
+        # not an HF field: HF keeps it as an attribute and we read it back
+        "pos_conv_mask_padding": config.pos_conv_mask_padding,
+    }
+
+
+def _split_hf_state(
+    state: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """HF (or our) state dict -> (encoder state without `data2vec_audio.`, lm_head or None)."""
+    encoder, ctc = {}, {}
+    for key, value in state.items():
+        if key.startswith("lm_head."):
+            ctc[key[len("lm_head.") :]] = value
+        elif key.startswith(HF_PREFIX):
+            encoder[key[len(HF_PREFIX) :]] = value
+        else:
+            encoder[key] = value
+    return encoder, (ctc or None)
+
+
+def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    for name in _HF_WEIGHT_FILES:
+        path = directory / name
+        if not path.exists():
+            continue
+        if name.endswith(".index.json"):
+            weight_map = json.loads(path.read_text())["weight_map"]
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(_read_weight_file(directory / shard))
+            return state
+        return _read_weight_file(path)
+    raise CheckpointError(f"{directory}: no weights found (looked for {list(_HF_WEIGHT_FILES)})")
+
+
+def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_huggingface(
+    directory: str | Path, pos_conv_mask_padding: bool | None = None
+) -> LoadedCheckpoint:
+    """Load a `save_pretrained` directory of `Data2VecAudioModel` or `Data2VecAudioForCTC`."""
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.exists():
+        raise CheckpointError(f"{directory}: no config.json (not a Hugging Face model directory)")
+    config = hf_config_to_encoder_config(json.loads(config_path.read_text()), pos_conv_mask_padding)
+    encoder_state, ctc_head = _split_hf_state(_read_hf_weights(directory))
+    return _validated(
+        LoadedCheckpoint(config, encoder_state, ctc_head=ctc_head, source_format=FORMAT_HF)
+    )
+
+
+def export_huggingface(
+    checkpoint: LoadedCheckpoint | Data2VecAudioModel,
+    directory: str | Path,
+    ctc_head: nn.Linear | None = None,
+) -> Path:
+    """Write config.json + model.safetensors loadable by `transformers` `from_pretrained`.
+
+    With a CTC head (in `checkpoint.ctc_head` or `ctc_head`) the directory holds a
+    `Data2VecAudioForCTC` (keys prefixed `data2vec_audio.`, plus `lm_head`).
+    """
+    if isinstance(checkpoint, Data2VecAudioModel):
+        checkpoint = LoadedCheckpoint.from_model(checkpoint, ctc_head=ctc_head)
+    elif ctc_head is not None:
+        checkpoint = LoadedCheckpoint(
+            **{**checkpoint.__dict__, "ctc_head": _detached(ctc_head.state_dict())}
+        )
+    checkpoint = _validated(checkpoint)
+    head = checkpoint.ctc_head
+    hf_config = encoder_config_to_hf(
+        checkpoint.config, None if head is None else int(head["weight"].shape[0])
+    )
+    if head is None:
+        state = dict(checkpoint.encoder_state)
+    else:
+        state = {HF_PREFIX + key: value for key, value in checkpoint.encoder_state.items()}
+        state.update({"lm_head." + key: value for key, value in head.items()})
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        torch.save(tensors, directory / "pytorch_model.bin")
+    else:
+        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    return directory
+
+
+# ---------------------------------------------------------------------------- fairseq
+_CONV_SPEC_NODES = (ast.Expression, ast.List, ast.Tuple, ast.Constant, ast.BinOp, ast.Load)
+
+
+def parse_conv_feature_layers(spec: str) -> list[tuple[int, int, int]]:
+    """Parse fairseq `conv_feature_layers`, e.g. "[(512,10,5)] + [(512,3,2)]*4", without eval.
+
+    Only list / tuple literals of ints, `+` between lists and `*` by an int are accepted.
+    """
+    try:
+        tree = ast.parse(spec.strip(), mode="eval")
+    except SyntaxError as error:
+        raise CheckpointError(f"conv_feature_layers {spec!r} is not a list expression") from error
+
+    def evaluate(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return evaluate(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.List):
+            return [evaluate(item) for item in node.elts]
+        if isinstance(node, ast.Tuple):
+            return tuple(evaluate(item) for item in node.elts)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
+            left, right = evaluate(node.left), evaluate(node.right)
+            if isinstance(node.op, ast.Add) and isinstance(left, list) and isinstance(right, list):
+                return left + right
+            if isinstance(node.op, ast.Mult) and isinstance(left, list) and type(right) is int:
+                return left * right
+        raise CheckpointError(
+            f"conv_feature_layers {spec!r}: unsupported expression {ast.dump(node)[:80]}"
+        )
+
+    layers = evaluate(tree)
+    if not isinstance(layers, list) or not all(
+        isinstance(layer, tuple) and len(layer) == 3 for layer in layers
+    ):
+        raise CheckpointError(
+            f"conv_feature_layers {spec!r} must be a list of (dim, kernel, stride) tuples"
+        )
+    return layers
+
+
+def _plain(value: Any) -> Any:
+    """Namespace / DictConfig / Mapping -> nested plain dicts."""
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _fairseq_cfgs(checkpoint: Mapping[str, Any]) -> tuple[dict, dict, dict | None]:
+    """-> (pretraining model cfg, task cfg, fine-tuning model cfg or None)."""
+    if checkpoint.get("cfg") is not None:
+        cfg = _plain(checkpoint["cfg"])
+        model_cfg, task_cfg = cfg.get("model") or {}, cfg.get("task") or {}
+    elif checkpoint.get("args") is not None:
+        model_cfg = task_cfg = _plain(checkpoint["args"])
+    else:
+        raise CheckpointError("fairseq checkpoint has neither 'cfg' nor 'args'")
+    w2v_args = model_cfg.get("w2v_args")
+    if w2v_args is None:
+        return model_cfg, task_cfg, None
+    w2v_args = _plain(w2v_args)
+    # new style: {"model": ..., "task": ...}; old style: one flat Namespace
+    pre_model = w2v_args.get("model", w2v_args)
+    pre_task = w2v_args.get("task", w2v_args)
+    finetune_task_normalize = task_cfg.get("normalize")
+    if finetune_task_normalize is not None:
+        pre_task = {**pre_task, "normalize": finetune_task_normalize}
+    return pre_model, pre_task, model_cfg
+
+
+def fairseq_cfg_to_encoder_config(
+    model_cfg: Mapping[str, Any],
+    finetune_cfg: Mapping[str, Any] | None = None,
+    pos_conv_mask_padding: bool | None = None,
+) -> EncoderConfig:
+    """Architecture from a fairseq `Wav2Vec2Config`-style model cfg (missing keys: its defaults).
+
+    Dropouts and LayerDrop of a fine-tuned checkpoint come from its fine-tuning cfg, which
+    overrides the pretraining values in fairseq too.
+    """
+    if model_cfg.get("activation_fn", "gelu") != "gelu":
+        raise CheckpointError(f"activation_fn={model_cfg['activation_fn']!r}; only gelu")
+    if model_cfg.get("layer_type", "transformer") != "transformer":
+        raise CheckpointError(f"layer_type={model_cfg['layer_type']!r}; only transformer")
+    modes = {"layer_norm": "layer_norm", "default": "group_norm"}
+    mode = model_cfg.get("extractor_mode", "default")
+    if mode not in modes:
+        raise CheckpointError(f"extractor_mode={mode!r}; expected one of {sorted(modes)}")
+    depth = int(model_cfg.get("pos_conv_depth", 1))
+    if depth < 2:
+        raise CheckpointError(
+            "pos_conv_depth=1 (the wav2vec 2.0 weight-normalised positional conv) is not "
+            "supported; data2vec uses pos_conv_depth=5"
+        )
+    conv_spec = model_cfg.get("conv_feature_layers", _DEFAULT_FAIRSEQ_CONV)
+    dropouts = {
+        "dropout": model_cfg.get("dropout", 0.1),
+        "attention_dropout": model_cfg.get("attention_dropout", 0.1),
+        "activation_dropout": model_cfg.get("activation_dropout", 0.0),
+        "feature_dropout": model_cfg.get("dropout_input", 0.0),
+        "layerdrop": model_cfg.get("encoder_layerdrop", 0.0),
+    }
+    if finetune_cfg:
+        renames = {"dropout_input": "feature_dropout", "layerdrop": "layerdrop"}
+        for key in ("dropout", "attention_dropout", "activation_dropout", *renames):
+            if finetune_cfg.get(key) is not None:
+                dropouts[renames.get(key, key)] = finetune_cfg[key]
+    return EncoderConfig(
+        conv_layers=parse_conv_feature_layers(conv_spec)
+        if isinstance(conv_spec, str)
+        else [tuple(layer) for layer in conv_spec],
+        conv_bias=bool(model_cfg.get("conv_bias", False)),
+        extractor_mode=modes[mode],
+        embed_dim=int(model_cfg.get("encoder_embed_dim", 768)),
+        num_layers=int(model_cfg.get("encoder_layers", 12)),
+        num_heads=int(model_cfg.get("encoder_attention_heads", 12)),
+        ffn_dim=int(model_cfg.get("encoder_ffn_embed_dim", 3072)),
+        pos_conv_depth=depth,
+        pos_conv_kernel=max(3, int(model_cfg.get("conv_pos", 128)) // depth),
+        pos_conv_groups=int(model_cfg.get("conv_pos_groups", 16)),
+        pos_conv_mask_padding=EncoderConfig.pos_conv_mask_padding
+        if pos_conv_mask_padding is None
+        else pos_conv_mask_padding,
+        layer_norm_first=bool(model_cfg.get("layer_norm_first", False)),
+        **{key: float(value) for key, value in dropouts.items()},
+    )
+
+
+_FAIRSEQ_ENCODER_RENAMES = [
+    (re.compile(r"pos_conv\.(\d+)\.0\.(weight|bias)"), r"pos_conv_embed.layers.\1.conv.\2"),
+    (re.compile(r"layer_norm\.(weight|bias)"), r"layer_norm.\1"),
+    (
+        re.compile(r"layers\.(\d+)\.self_attn\.(q|k|v|out)_proj\.(weight|bias)"),
+        r"layers.\1.attention.\2_proj.\3",
+    ),
+    (re.compile(r"layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)"), r"layers.\1.layer_norm.\2"),
+    (
+        re.compile(r"layers\.(\d+)\.fc1\.(weight|bias)"),
+        r"layers.\1.feed_forward.intermediate_dense.\2",
+    ),
+    (re.compile(r"layers\.(\d+)\.fc2\.(weight|bias)"), r"layers.\1.feed_forward.output_dense.\2"),
+    (
+        re.compile(r"layers\.(\d+)\.final_layer_norm\.(weight|bias)"),
+        r"layers.\1.final_layer_norm.\2",
+    ),
+]
+_FAIRSEQ_MODEL_RENAMES = [
+    (
+        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)"),
+        r"feature_extractor.conv_layers.\1.conv.\2",
+    ),
+    # layer_norm mode nests (TransposeLast, LayerNorm, TransposeLast); group_norm mode does not
+    (
+        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)"),
+        r"feature_extractor.conv_layers.\1.layer_norm.\2",
+    ),
+    (
+        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)"),
+        r"feature_extractor.conv_layers.\1.layer_norm.\2",
+    ),
+    (re.compile(r"post_extract_proj\.(weight|bias)"), r"feature_projection.projection.\1"),
+    (re.compile(r"layer_norm\.(weight|bias)"), r"feature_projection.layer_norm.\1"),
+    (re.compile(r"mask_emb"), r"masked_spec_embed"),
+]
+
+
+def _rename(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, replacement in table:
+        if pattern.fullmatch(key):
+            return pattern.sub(replacement, key)
+    return None
+
+
+def rename_fairseq_key(key: str) -> str | None:
+    """fairseq model key (no `w2v_encoder.w2v_model.` prefix) -> our key; None if not encoder."""
+    if key.startswith("encoder."):
+        renamed = _rename(key[len("encoder.") :], _FAIRSEQ_ENCODER_RENAMES)
+        return None if renamed is None else "encoder." + renamed
+    return _rename(key, _FAIRSEQ_MODEL_RENAMES)
+
+
+def _teacher_from_fairseq_ema(
+    ema: Mapping[str, torch.Tensor], encoder_state: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """fairseq `_ema` (keys relative to `encoder.`, or to the model root) -> teacher state."""
+    if any(key.startswith("encoder.") for key in ema):
+        ema = {key[len("encoder.") :]: v for key, v in ema.items() if key.startswith("encoder.")}
+    teacher, unknown = {}, []
+    for key, value in ema.items():
+        renamed = _rename(key, _FAIRSEQ_ENCODER_RENAMES)
+        if renamed is None:
+            unknown.append(key)
+        else:
+            teacher[renamed] = value
+    if unknown:
+        raise CheckpointError(
+            f"unknown keys in the fairseq _ema teacher ({len(unknown)}): {unknown}"
+        )
+    # pos_conv is copied from the student every step (EMA skip_keys), so it may be absent
+    for key, value in encoder_state.items():
+        if key.startswith("encoder.pos_conv_embed."):
+            teacher.setdefault(key[len("encoder.") :], value)
+    return teacher
+
+
+def load_fairseq(
+    checkpoint: Mapping[str, Any],
+    config: EncoderConfig | None = None,
+    pos_conv_mask_padding: bool | None = None,
+) -> LoadedCheckpoint:
+    """Convert an official fairseq data2vec / data2vec-aqc checkpoint dict (already loaded)."""
+    model_cfg, task_cfg, finetune_cfg = _fairseq_cfgs(checkpoint)
+    if config is None:
+        config = fairseq_cfg_to_encoder_config(model_cfg, finetune_cfg, pos_conv_mask_padding)
+    state = checkpoint["model"]
+    encoder_state: dict[str, torch.Tensor] = {}
+    heads: dict[str, dict[str, torch.Tensor]] = {}
+    ctc: dict[str, torch.Tensor] = {}
+    ema = None
+    unknown = []
+    for key, value in state.items():
+        if key.startswith(FAIRSEQ_CTC_PREFIX):
+            ctc[key[len(FAIRSEQ_CTC_PREFIX) :]] = value
+            continue
+        local = (
+            key[len(FAIRSEQ_FINETUNED_PREFIX) :]
+            if key.startswith(FAIRSEQ_FINETUNED_PREFIX)
+            else key
+        )
+        head = local.split(".", 1)[0]
+        if local == "_ema":
+            ema = value
+        elif head in HEAD_NAMES and "." in local:
+            heads.setdefault(head, {})[local.split(".", 1)[1]] = value
+        elif (renamed := rename_fairseq_key(local)) is not None:
+            encoder_state[renamed] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f"unknown keys in the fairseq checkpoint ({len(unknown)}): {sorted(unknown)}"
+        )
+    teacher = None if ema is None else _teacher_from_fairseq_ema(ema, encoder_state)
+    normalize = task_cfg.get("normalize")
+    return _validated(
+        LoadedCheckpoint(
+            config=config,
+            encoder_state=encoder_state,
+            teacher_state=teacher,
+            heads=heads,
+            ctc_head=ctc or None,
+            source_format=FORMAT_FAIRSEQ,
+            normalize=None if normalize is None else bool(normalize),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------- native
+def save_native(checkpoint: LoadedCheckpoint, path: str | Path) -> Path:
+    """Write everything (config, encoder, teacher, heads, CTC head) to one torch file."""
+    checkpoint = _validated(checkpoint)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "format": NATIVE_TAG,
+            "version": NATIVE_VERSION,
+            "config": checkpoint.config.to_dict(),
+            "encoder": checkpoint.encoder_state,
+            "teacher": checkpoint.teacher_state,
+            "heads": checkpoint.heads,
+            "ctc_head": checkpoint.ctc_head,
+            "normalize": checkpoint.normalize,
+        },
+        path,
+    )
+    return path
+
+
+def _load_native(
+    content: Mapping[str, Any], pos_conv_mask_padding: bool | None
+) -> LoadedCheckpoint:
+    if content.get("version") != NATIVE_VERSION:
+        raise CheckpointError(f"unsupported d2v_speech checkpoint version {content.get('version')}")
+    config_values = dict(content["config"])
+    if pos_conv_mask_padding is not None:
+        config_values["pos_conv_mask_padding"] = pos_conv_mask_padding
+    return _validated(
+        LoadedCheckpoint(
+            config=EncoderConfig.from_dict(config_values),
+            encoder_state=dict(content["encoder"]),
+            teacher_state=content.get("teacher"),
+            heads=dict(content.get("heads") or {}),
+            ctc_head=content.get("ctc_head"),
+            source_format=FORMAT_NATIVE,
+            normalize=content.get("normalize"),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------- dispatch
+def _validated(checkpoint: LoadedCheckpoint) -> LoadedCheckpoint:
+    """Check encoder, teacher and CTC head against the architecture; return unchanged."""
+    expected = expected_encoder_shapes(checkpoint.config)
+    check_state_dict(checkpoint.encoder_state, expected, "encoder", OPTIONAL_ENCODER_KEYS)
+    if checkpoint.teacher_state is not None:
+        teacher_expected = {
+            key[len("encoder.") :]: shape
+            for key, shape in expected.items()
+            if key.startswith("encoder.")
+        }
+        check_state_dict(checkpoint.teacher_state, teacher_expected, "teacher")
+    head = checkpoint.ctc_head
+    if head is not None:
+        vocab = head["weight"].shape[0] if isinstance(head.get("weight"), torch.Tensor) else 0
+        dim = checkpoint.config.embed_dim
+        check_state_dict(
+            head, {"weight": torch.Size([vocab, dim]), "bias": torch.Size([vocab])}, "CTC head"
+        )
+    return checkpoint
+
+
+def _torch_load(path: Path, allow_pickle: bool) -> Any:
+    try:
+        # fairseq checkpoints of the older style keep their cfg in an argparse.Namespace
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if not allow_pickle:
+            reason = str(error).strip().splitlines()[-1][:300]
+            raise CheckpointError(
+                f"{path}: cannot be read with torch.load(weights_only=True) ({reason}). If you "
+                "trust the file, pass allow_pickle=True (CLI: --allow-pickle)"
+            ) from error
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _is_fairseq_layout(state: Mapping[str, Any]) -> bool:
+    markers = ("post_extract_proj.", "w2v_encoder.", "mask_emb", "encoder.pos_conv.")
+    return any(key.startswith(markers) for key in state)
+
+
+def _as_config(config: EncoderConfig | Mapping[str, Any] | None) -> EncoderConfig | None:
+    if config is None or isinstance(config, EncoderConfig):
+        return config
+    if "hidden_size" in config:
+        return hf_config_to_encoder_config(config)
+    return EncoderConfig.from_dict(dict(config))
+
+
+def load_checkpoint(
+    source: str | Path | Mapping[str, Any],
+    config: EncoderConfig | Mapping[str, Any] | None = None,
+    pos_conv_mask_padding: bool | None = None,
+    allow_pickle: bool = False,
+) -> LoadedCheckpoint:
+    """Read any supported checkpoint into a `LoadedCheckpoint`.
+
+    Parameters
+    ----------
+    source : path or dict
+        HF directory, fairseq / native / state-dict file (.pt, .bin, .safetensors), or a dict.
+    config : EncoderConfig or dict, optional
+        Architecture; required for raw state dicts, overrides the cfg of a fairseq file.
+        A dict with `hidden_size` is read as an HF config.json.
+    pos_conv_mask_padding : bool, optional
+        Override the padding behaviour of the positional conv (None keeps the source's value or
+        our default True; False reproduces HF / fairseq exactly on padded batches).
+    allow_pickle : bool
+        Fall back to full unpickling for files that `weights_only` loading rejects (trusted files).
+    """
+    config = _as_config(config)
+    if config is not None and pos_conv_mask_padding is not None:
+        config = EncoderConfig.from_dict(
+            {**config.to_dict(), "pos_conv_mask_padding": pos_conv_mask_padding}
+        )
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if path.is_dir():
+            if config is not None:
+                raise CheckpointError(f"{path}: a Hugging Face directory brings its own config")
+            return load_huggingface(path, pos_conv_mask_padding)
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        content = (
+            _read_weight_file(path)
+            if path.suffix == ".safetensors"
+            else _torch_load(path, allow_pickle)
+        )
+    else:
+        content = source
+    if not isinstance(content, Mapping):
+        raise CheckpointError(f"checkpoint content is a {type(content).__name__}, not a dict")
+    if content.get("format") == NATIVE_TAG:
+        return _load_native(content, pos_conv_mask_padding)
+    if "model" in content and ("cfg" in content or "args" in content):
+        return load_fairseq(content, config, pos_conv_mask_padding)
+    if config is None:
+        raise CheckpointError(
+            "a raw state dict carries no architecture; pass config=EncoderConfig(...) "
+            "(or a Hugging Face config dict)"
+        )
+    if _is_fairseq_layout(content):
+        return load_fairseq({"model": content, "cfg": {}}, config)
+    encoder_state, ctc_head = _split_hf_state(content)
+    return _validated(
+        LoadedCheckpoint(config, encoder_state, ctc_head=ctc_head, source_format=FORMAT_STATE_DICT)
+    )
+
+
+def load_encoder(
+    source: str | Path | Mapping[str, Any], **kwargs: Any
+) -> tuple[Data2VecAudioModel, nn.Linear | None]:
+    """(`Data2VecAudioModel`, CTC head `nn.Linear` or None) from any supported checkpoint.
+
+    Keyword arguments go to `load_checkpoint`.
+    """
+    checkpoint = load_checkpoint(source, **kwargs)
+    return checkpoint.build_encoder(), checkpoint.build_ctc_head()
+
+
+# ---------------------------------------------------------------------------- CLI
+def describe(checkpoint: LoadedCheckpoint) -> str:
+    """Human-readable summary used by `inspect`."""
+    num_params = sum(value.numel() for value in checkpoint.encoder_state.values())
+    lines = [
+        f"format: {checkpoint.source_format}",
+        f"encoder: {len(checkpoint.encoder_state)} tensors, {num_params / 1e6:.2f} M values",
+        f"teacher: {'yes' if checkpoint.teacher_state is not None else 'no'}",
+        "heads: "
+        + (
+            ", ".join(
+                f"{name} {sorted((k, tuple(v.shape)) for k, v in head.items())}"
+                for name, head in sorted(checkpoint.heads.items())
+            )
+            or "none"
+        ),
+        "ctc_head: "
+        + (
+            "none"
+            if checkpoint.ctc_head is None
+            else f"vocab {checkpoint.ctc_head['weight'].shape[0]} (blank = 0)"
+        ),
+        f"normalize: {checkpoint.normalize}",
+        "config: " + json.dumps(checkpoint.config.to_dict()),
+    ]
+    return "\n".join(lines)
+
+
+def _add_source_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("src", help="HF directory, fairseq .pt, native .pt or state dict")
+
+
+def _add_common_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", help="EncoderConfig YAML, needed for raw state dicts")
+    command.add_argument("--allow-pickle", action="store_true", help="fully unpickle trusted files")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m d2v_speech.checkpoints`; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m d2v_speech.checkpoints", description="Inspect or convert checkpoints."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect_cmd = commands.add_parser("inspect", help="print what a checkpoint holds")
+    _add_source_arguments(inspect_cmd)
+    _add_common_options(inspect_cmd)
+    convert_cmd = commands.add_parser("convert", help="convert to an HF directory or native file")
+    _add_source_arguments(convert_cmd)
+    convert_cmd.add_argument("dst", help="directory (HF) or .pt/.pth/.ckpt file (native)")
+    convert_cmd.add_argument("--to", choices=["hf", "native"], help="override the DST format")
+    _add_common_options(convert_cmd)
+    args = parser.parse_args(argv)
+    try:
+        config = EncoderConfig.from_yaml(args.config) if args.config else None
+        checkpoint = load_checkpoint(args.src, config=config, allow_pickle=args.allow_pickle)
+        if args.command == "inspect":
+            print(describe(checkpoint))
+            return 0
+        target = args.to or ("native" if args.dst.endswith(_NATIVE_SUFFIXES) else "hf")
+        if target == "native":
+            save_native(checkpoint, args.dst)
+        else:
+            export_huggingface(checkpoint, args.dst)
+    except (CheckpointError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dst} ({target})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

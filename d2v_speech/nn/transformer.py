@@ -1,0 +1,219 @@
+"""Transformer encoder of data2vec audio: positional conv, LayerNorm and post-/pre-LN layers.
+
+Every layer also returns its feed-forward output before dropout, residual and LayerNorm (the
+data2vec regression target). Module names follow Hugging Face `Data2VecAudioEncoder`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from d2v_speech.nn.config import EncoderConfig
+from d2v_speech.nn.positional import PositionalConvEmbedding
+
+
+@dataclass
+class EncoderOutput:
+    """Outputs of `TransformerEncoder` / `Data2VecAudioModel` as named fields.
+
+    Attributes
+    ----------
+    last_hidden_state : Tensor (B, T, D)
+        Output of the last layer (after the final LayerNorm for pre-LN models).
+    hidden_states : tuple of L + 1 Tensors (B, T, D)
+        Input of layer 0 (after `encoder.layer_norm` for post-LN), then the output of every
+        layer; as in Hugging Face, the last entry equals `last_hidden_state`. A layer skipped by
+        LayerDrop repeats its input.
+    ffn_outputs : tuple of L Tensors (B, T, D) or None
+        Each layer's FFN output (fc2 / `output_dense`) before dropout, residual and LayerNorm;
+        None for a layer skipped by LayerDrop.
+    padding_mask : BoolTensor (B, T) or None
+        True marks a padded frame.
+    extract_features : Tensor (B, T, C_cnn) or None
+        Post-LayerNorm CNN features (the input of the aqc quantizer); set by `Data2VecAudioModel`.
+    projected_features : Tensor (B, T, D) or None
+        Projected CNN features before masking and dropout (the teacher input).
+    """
+
+    last_hidden_state: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...]
+    ffn_outputs: tuple[torch.Tensor | None, ...]
+    padding_mask: torch.Tensor | None
+    extract_features: torch.Tensor | None = None
+    projected_features: torch.Tensor | None = None
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention via `F.scaled_dot_product_attention`; (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, frames, _ = x.shape
+        return x.view(batch, frames, self.num_heads, -1).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D); attend (B, 1, 1, T) bool, True = key may be attended to."""
+        batch, frames, dim = x.shape
+        query = self._split_heads(self.q_proj(x))
+        key = self._split_heads(self.k_proj(x))
+        value = self._split_heads(self.v_proj(x))
+        # default scale 1/sqrt(head_dim), as fairseq and HF
+        context = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=attend,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        context = context.transpose(1, 2).reshape(batch, frames, dim)
+        return self.out_proj(context)
+
+
+class FeedForward(nn.Module):
+    """Linear(D -> F) -> GELU -> dropout -> Linear(F -> D); the layer applies the output dropout."""
+
+    def __init__(self, embed_dim: int, ffn_dim: int, activation_dropout: float):
+        super().__init__()
+        self.intermediate_dense = nn.Linear(embed_dim, ffn_dim)
+        self.intermediate_dropout = nn.Dropout(activation_dropout)
+        self.output_dense = nn.Linear(ffn_dim, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.intermediate_dropout(F.gelu(self.intermediate_dense(x)))
+        return self.output_dense(x)
+
+
+class EncoderLayer(nn.Module):
+    """One Transformer layer, post-LN (data2vec) or pre-LN (`layer_norm_first`).
+
+    post-LN: x = LN(x + drop(attn(x)));  f = FFN(x);  x = LN2(x + drop(f))
+    pre-LN:  x = x + drop(attn(LN(x)));  f = FFN(LN2(x));  x = x + drop(f)
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.attention = SelfAttention(config.embed_dim, config.num_heads, config.attention_dropout)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layer_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.feed_forward = FeedForward(config.embed_dim, config.ffn_dim, config.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+
+    def forward(
+        self, x: torch.Tensor, attend: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, D) -> (output (B, T, D), FFN output before dropout/residual/LN (B, T, D))."""
+        if self.layer_norm_first:
+            x = x + self.dropout(self.attention(self.layer_norm(x), attend))
+            ffn_output = self.feed_forward(self.final_layer_norm(x))
+            return x + self.dropout(ffn_output), ffn_output
+        x = self.layer_norm(x + self.dropout(self.attention(x, attend)))
+        ffn_output = self.feed_forward(x)
+        return self.final_layer_norm(x + self.dropout(ffn_output)), ffn_output
+
+
+def init_transformer_weights(module: nn.Module) -> None:
+    """BERT-style init used by fairseq: Linear weights N(0, 0.02), zero biases."""
+    for submodule in module.modules():
+        if isinstance(submodule, nn.Linear):
+            nn.init.normal_(submodule.weight, mean=0.0, std=0.02)
+            if submodule.bias is not None:
+                nn.init.zeros_(submodule.bias)
+
+
+class TransformerEncoder(nn.Module):
+    """Positional conv (one residual) -> LayerNorm -> dropout -> layers, with LayerDrop in training.
+
+    For pre-LN models `layer_norm` is applied after the last layer instead of before the first.
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.layerdrop = config.layerdrop
+        self.pos_conv_embed = PositionalConvEmbedding(
+            config.embed_dim,
+            config.pos_conv_depth,
+            config.pos_conv_kernel,
+            config.pos_conv_groups,
+            config.pos_conv_mask_padding,
+        )
+        self.layer_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.num_layers)])
+        init_transformer_weights(self.layers)
+
+    def _layers_to_run(self, layer_keep: torch.Tensor | None) -> list[bool] | None:
+        """Per-layer keep flags in training, None (run all) in eval or without LayerDrop."""
+        if not self.training:
+            return None
+        if layer_keep is not None:
+            if layer_keep.dtype != torch.bool or tuple(layer_keep.shape) != (len(self.layers),):
+                raise ValueError(
+                    f"layer_keep must be a bool tensor of shape ({len(self.layers)},), "
+                    f"got {layer_keep.dtype} {tuple(layer_keep.shape)}"
+                )
+            return layer_keep.tolist()
+        if self.layerdrop <= 0.0:
+            return None
+        return (torch.rand(len(self.layers)) >= self.layerdrop).tolist()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        layer_keep: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """x (B, T, D); padding_mask (B, T) bool, True = padded; layer_keep (L,) bool (training)."""
+        if x.dim() != 3:
+            raise ValueError(f"expected x of shape (B, T, D), got {tuple(x.shape)}")
+        attend = None
+        if padding_mask is not None:
+            if padding_mask.shape != x.shape[:2] or padding_mask.dtype != torch.bool:
+                raise ValueError(
+                    f"padding_mask must be bool of shape {tuple(x.shape[:2])}, "
+                    f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
+                )
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+            # a row with no valid frame attends everywhere instead of producing NaN
+            attend = ~padding_mask | padding_mask.all(dim=1, keepdim=True)
+            attend = attend[:, None, None, :]
+
+        x = x + self.pos_conv_embed(x, padding_mask)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+
+        keep = self._layers_to_run(layer_keep)
+        hidden_states = [x]
+        ffn_outputs: list[torch.Tensor | None] = []
+        for index, layer in enumerate(self.layers):
+            if keep is None or keep[index]:
+                x, ffn_output = layer(x, attend)
+                ffn_outputs.append(ffn_output)
+            else:
+                # keep the skipped layer's parameters in the graph so DDP needs no unused-param scan
+                x = x + 0.0 * sum(p.sum() for p in layer.parameters())
+                ffn_outputs.append(None)
+            hidden_states.append(x)
+        if self.layer_norm_first:
+            x = self.layer_norm(x)
+            hidden_states[-1] = x
+        return EncoderOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(hidden_states),
+            ffn_outputs=tuple(ffn_outputs),
+            padding_mask=padding_mask,
+        )

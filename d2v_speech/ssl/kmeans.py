@@ -122,7 +122,14 @@ def cosine_kmeans(
         raise ValueError("x contains NaN or inf")
     # fp64 input stays fp64 (exact comparisons in tests); anything else is clustered in fp32
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    points = F.normalize(x.detach().to(dtype), dim=-1)
+    # called inside a bf16/fp16 autocast region by the objective; distances need full precision
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _cluster(
+            F.normalize(x.detach().to(dtype), dim=-1), num_clusters, num_iters, seed, backend, tol
+        )
+
+
+def _cluster(points, num_clusters, num_iters, seed, backend, tol):
     init = kmeans_plus_plus_indices(points, num_clusters, seed)
     if backend == "faiss":
         return _faiss_kmeans(points, points[init], num_iters)

@@ -1,0 +1,1 @@
+"""Training machinery shared by the recipes: Brain subclasses, checkpointing, logging."""

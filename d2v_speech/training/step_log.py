@@ -1,0 +1,100 @@
+"""Per-step training statistics: averaged over a logging interval, written as JSON lines, plotted.
+
+The JSON-lines file is the machine-readable record of a run; `plot_training_curves` turns it
+into the PNG that people look at to judge whether a run is healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+
+import torch
+from speechbrain.utils.distributed import if_main_process
+
+
+class IntervalAverager:
+    """Accumulates scalar statistics between two log lines and returns their means."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, stats: Mapping[str, object]) -> None:
+        for key, value in stats.items():
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    continue
+                value = value.detach().float().item()
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.sums[key] += float(value)
+                self.counts[key] += 1
+
+    def pop_means(self) -> dict[str, float]:
+        means = {key: self.sums[key] / self.counts[key] for key in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return means
+
+
+class JsonLinesLog:
+    """Appends one JSON object per line (main process only)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def write(self, record: Mapping[str, object]) -> None:
+        if not if_main_process():
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def read(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+
+def plot_training_curves(records: list[dict], png_path: str, x_key: str = "update") -> list[str]:
+    """One panel per logged quantity against `x_key`; returns the plotted keys.
+
+    Records of a resumed run may repeat updates; the latest value of an update wins.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latest: dict[int, dict] = {}
+    for record in records:
+        if x_key in record:
+            latest[int(record[x_key])] = record
+    if not latest:
+        return []
+    xs = sorted(latest)
+    keys = sorted(
+        {k for r in latest.values() for k, v in r.items() if isinstance(v, (int, float))}
+        - {x_key, "epoch", "time"}
+    )
+    columns = 3
+    rows = max(1, math.ceil(len(keys) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.6 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        points = [(x, latest[x][key]) for x in xs if key in latest[x]]
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel(x_key, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+    return keys

@@ -39,5 +39,9 @@ lint: setup
 corpus: setup
 	$(PY) -m d2v_speech.data.minicorpus --out $(CORPUS)
 
+# The main job on the embedded corpus: corpus -> CSVs -> tiny data2vec-aqc pretraining (CPU).
+# Re-running resumes an interrupted run; a finished run is left as it is.
 demo: corpus
 	$(PY) -m d2v_speech.data.prepare --data_folder $(CORPUS) --save_folder $(PREPARED)
+	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/pretrain.py hparams/tiny/aqc.yaml
+	$(PY) -m d2v_speech.training.summarize results/pretrain/aqc_tiny/1234

@@ -8,7 +8,10 @@ Sources understood by `load_checkpoint`:
   keys), given with `config=`;
 - an official fairseq data2vec / data2vec-aqc `.pt`, pretrained or CTC fine-tuned
   (`{"model": ..., "cfg": ...}` or the older `{"model": ..., "args": Namespace}`);
-- a native file written by `save_native` (keeps teacher, pretraining heads and CTC head).
+- a native file written by `save_native` (keeps teacher, pretraining heads and CTC head);
+- a checkpoint of our pretraining recipe: a `CKPT+<stamp>` folder, its `objective.ckpt`
+  (`Data2VecObjective` / `AQCObjective` state dict), or an output / save folder (the newest
+  complete checkpoint is used); the architecture comes from the experiment's `hyperparams.yaml`.
 
 `export_huggingface` writes a directory that `transformers.Data2VecAudioModel.from_pretrained`
 (or `Data2VecAudioForCTC` when a CTC head exists) loads.
@@ -17,6 +20,7 @@ Command line::
 
     python -m d2v_speech.checkpoints inspect SRC
     python -m d2v_speech.checkpoints convert SRC DST      # DST dir -> HF, DST *.pt -> native
+    python -m d2v_speech.checkpoints convert results/pretrain/aqc_tiny/1234 DST.pt --to native
 """
 
 from __future__ import annotations
@@ -30,18 +34,21 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+import yaml
 from torch import nn
 
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
+from d2v_speech.nn.presets import load_model_config
 
 FORMAT_HF = "huggingface"
 FORMAT_STATE_DICT = "state_dict"
 FORMAT_FAIRSEQ = "fairseq"
 FORMAT_NATIVE = "d2v_speech"
+FORMAT_RECIPE = "d2v_speech_recipe"
 NATIVE_TAG = "d2v_speech.checkpoint"
 NATIVE_VERSION = 1
 
@@ -60,6 +67,12 @@ _HF_WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 _NATIVE_SUFFIXES = (".pt", ".pth", ".ckpt")
+#: SpeechBrain's checkpoint folder prefix and meta file (written last by AtomicCheckpointer)
+CKPT_FOLDER_PREFIX = "CKPT+"
+CKPT_META_FILE = "CKPT.yaml"
+#: the recipe's recoverable name for the objective, and SpeechBrain's saved experiment YAML
+RECIPE_OBJECTIVE_FILE = "objective.ckpt"
+RECIPE_HPARAMS_FILE = "hyperparams.yaml"
 
 
 class CheckpointError(ValueError):
@@ -81,13 +94,18 @@ class LoadedCheckpoint:
     heads : dict of dict
         Pretraining modules by name (`final_proj`, `quantizer`, `project_q`, `contr_proj`),
         each a state dict relative to that module, as stored by the source.
+        The quantizer's may also hold `_extra_state` {"num_updates", "temperature"} (ours).
     ctc_head : dict or None
         {"weight": (V, D), "bias": (V,)} of a fine-tuned CTC output layer; index 0 is the blank.
     source_format : str
-        "huggingface", "state_dict", "fairseq" or "d2v_speech".
+        "huggingface", "state_dict", "fairseq", "d2v_speech" or "d2v_speech_recipe".
     normalize : bool or None
         Whether the source expects zero-mean unit-variance waveforms (fairseq `task.normalize`);
         None when the source does not say.
+    num_updates : int or None
+        Position of the pretraining schedules (EMA decay, Gumbel temperature) when saved: the
+        fairseq trainer's update count of a pretraining checkpoint, or our EMA teacher's count;
+        None when the source does not record it.
     """
 
     config: EncoderConfig
@@ -97,6 +115,7 @@ class LoadedCheckpoint:
     ctc_head: dict[str, torch.Tensor] | None = None
     source_format: str = FORMAT_STATE_DICT
     normalize: bool | None = None
+    num_updates: int | None = None
 
     @classmethod
     def from_model(
@@ -652,8 +671,19 @@ def load_fairseq(
             ctc_head=ctc or None,
             source_format=FORMAT_FAIRSEQ,
             normalize=None if normalize is None else bool(normalize),
+            # a fine-tuned file counts fine-tuning updates, which place no pretraining schedule
+            num_updates=None if finetune_cfg else _fairseq_num_updates(checkpoint),
         )
     )
+
+
+def _fairseq_num_updates(checkpoint: Mapping[str, Any]) -> int | None:
+    """The trainer's update count (`optimizer_history[-1]["num_updates"]`), if saved."""
+    history = checkpoint.get("optimizer_history")
+    if not history or not isinstance(history[-1], Mapping):
+        return None
+    count = history[-1].get("num_updates")
+    return None if count is None else int(count)
 
 
 # ---------------------------------------------------------------------------- native
@@ -672,6 +702,7 @@ def save_native(checkpoint: LoadedCheckpoint, path: str | Path) -> Path:
             "heads": checkpoint.heads,
             "ctc_head": checkpoint.ctc_head,
             "normalize": checkpoint.normalize,
+            "num_updates": checkpoint.num_updates,
         },
         path,
     )
@@ -695,8 +726,238 @@ def _load_native(
             ctc_head=content.get("ctc_head"),
             source_format=FORMAT_NATIVE,
             normalize=content.get("normalize"),
+            num_updates=content.get("num_updates"),
         )
     )
+
+
+# ---------------------------------------------------------------------------- our recipe
+class _Tagged(NamedTuple):
+    """A hyperpyyaml `!tag:target` node read without building it."""
+
+    tag: str
+    value: Any
+
+
+class _TagTolerantLoader(yaml.SafeLoader):
+    """Reads a hyperpyyaml file without importing or calling anything it names."""
+
+
+def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> _Tagged:
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return _Tagged("!" + suffix, value)
+
+
+_TagTolerantLoader.add_multi_constructor("!", _construct_tagged)
+
+_PRESET_LOADERS = ("!apply:d2v_speech.nn.presets.load_model_config",)
+_CONFIG_CLASSES = ("!new:d2v_speech.nn.config.EncoderConfig", "!new:d2v_speech.nn.EncoderConfig")
+
+
+def _call_arguments(node: _Tagged) -> tuple[list, dict]:
+    if isinstance(node.value, list):
+        return list(node.value), {}
+    if isinstance(node.value, dict):
+        return [], dict(node.value)
+    return ([node.value] if node.value not in (None, "") else []), {}
+
+
+def read_recipe_hparams(path: str | Path) -> tuple[EncoderConfig, bool | None]:
+    """(encoder config, waveform normalisation) of an experiment's `hyperparams.yaml`.
+
+    The config is what the recipe built: `model_config` when it calls
+    `d2v_speech.nn.presets.load_model_config` (preset plus any overridden fields) or
+    `EncoderConfig`, or is a plain mapping of fields; otherwise `model_preset`. Nothing the
+    YAML names is imported or run. Normalisation is `train_audio_pipeline`'s `normalize`.
+    """
+    from hyperpyyaml import resolve_references
+
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.load(resolve_references(handle).getvalue(), Loader=_TagTolerantLoader)
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: not a mapping of hyperparameters")
+    node = values.get("model_config")
+    try:
+        if isinstance(node, _Tagged) and node.tag in _PRESET_LOADERS + _CONFIG_CLASSES:
+            args, kwargs = _call_arguments(node)
+            build = load_model_config if node.tag in _PRESET_LOADERS else EncoderConfig
+            config = build(*args, **kwargs)
+        elif isinstance(node, _Tagged):
+            raise CheckpointError(
+                f"model_config is built by {node.tag}, which is not read without running it; "
+                "pass config=EncoderConfig(...) (CLI: --config)"
+            )
+        elif isinstance(node, dict):
+            config = EncoderConfig.from_dict(node)
+        elif values.get("model_preset"):
+            config = load_model_config(values["model_preset"])
+        else:
+            raise CheckpointError("neither model_config nor model_preset is set")
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        raise CheckpointError(f"{path}: cannot read the encoder config: {error}") from error
+    pipeline = values.get("train_audio_pipeline")
+    normalize = None
+    if isinstance(pipeline, _Tagged) and isinstance(pipeline.value, dict):
+        normalize = pipeline.value.get("normalize")
+    return config, None if normalize is None else bool(normalize)
+
+
+def complete_checkpoint_folders(folder: str | Path) -> list[Path]:
+    """`CKPT+*` folders directly under `folder` that have their `CKPT.yaml`, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [
+        path
+        for path in folder.iterdir()
+        if path.is_dir()
+        and path.name.startswith(CKPT_FOLDER_PREFIX)
+        and (path / CKPT_META_FILE).is_file()
+    ]
+    return sorted(found, key=lambda path: (_checkpoint_time(path), path.name))
+
+
+def _checkpoint_time(folder: Path) -> float:
+    """SpeechBrain's `unixtime` meta entry (what its own recovery sorts by), else the mtime."""
+    try:
+        meta = yaml.safe_load((folder / CKPT_META_FILE).read_text(encoding="utf-8"))
+        return float(meta["unixtime"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        return (folder / CKPT_META_FILE).stat().st_mtime
+
+
+def find_recipe_checkpoint(path: str | Path) -> Path:
+    """The `objective.ckpt` meant by `path`.
+
+    `path` is that file, a `CKPT+<stamp>` folder, or a folder holding checkpoint folders
+    directly (the save folder) or one level down (the output folder); then the newest complete
+    checkpoint is used.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.name.startswith(CKPT_FOLDER_PREFIX):
+        if not (path / CKPT_META_FILE).is_file():
+            raise CheckpointError(
+                f"{path} has no {CKPT_META_FILE}: its save was interrupted, so it is incomplete"
+            )
+        folder = path
+    else:
+        candidates = complete_checkpoint_folders(path) + [
+            ckpt
+            for child in sorted(path.iterdir())
+            if child.is_dir()
+            for ckpt in complete_checkpoint_folders(child)
+        ]
+        if not candidates:
+            raise CheckpointError(
+                f"{path}: neither a Hugging Face directory (no config.json) nor a recipe output "
+                f"(no {CKPT_FOLDER_PREFIX}* folder with {CKPT_META_FILE} in it or one level down)"
+            )
+        folder = max(candidates, key=lambda ckpt: (_checkpoint_time(ckpt), ckpt.name))
+    objective = folder / RECIPE_OBJECTIVE_FILE
+    if not objective.is_file():
+        raise CheckpointError(f"{folder}: no {RECIPE_OBJECTIVE_FILE} in this checkpoint")
+    return objective
+
+
+def _find_recipe_hparams(objective_file: Path) -> Path | None:
+    """`hyperparams.yaml` next to the checkpoint folder, its save folder or the output folder."""
+    for folder in list(objective_file.resolve().parents)[:4]:
+        if (folder / RECIPE_HPARAMS_FILE).is_file():
+            return folder / RECIPE_HPARAMS_FILE
+    return None
+
+
+def _is_objective_state(content: Mapping[str, Any]) -> bool:
+    return "_extra_state" in content and any(str(key).startswith("model.") for key in content)
+
+
+def load_objective_state(
+    state: Mapping[str, Any], config: EncoderConfig, normalize: bool | None = None
+) -> LoadedCheckpoint:
+    """Convert `Data2VecObjective` / `AQCObjective.state_dict()` (our recipe's checkpoint).
+
+    `model.*` is the encoder, `final_proj` / `quantizer` / `project_q` / `contr_proj` the heads
+    (the quantizer's `_extra_state` included), `_extra_state["teacher"]` the EMA teacher.
+    """
+    encoder_state: dict[str, torch.Tensor] = {}
+    heads: dict[str, dict[str, Any]] = {}
+    unknown = []
+    for key, value in state.items():
+        prefix, _, local = key.partition(".")
+        if key == "_extra_state":
+            continue
+        if prefix == "model" and local:
+            encoder_state[local] = value
+        elif prefix in HEAD_NAMES and local:
+            heads.setdefault(prefix, {})[local] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f"unknown keys in the objective checkpoint ({len(unknown)}): {sorted(unknown)}"
+        )
+    extra = state["_extra_state"]
+    teacher = extra.get("teacher") if isinstance(extra, Mapping) else None
+    if teacher is not None and (
+        not isinstance(teacher, Mapping) or not {"model", "num_updates"} <= set(teacher)
+    ):
+        raise CheckpointError(
+            "objective _extra_state['teacher'] must hold 'model' and 'num_updates' "
+            "(EMATeacher.state_dict())"
+        )
+    return _validated(
+        LoadedCheckpoint(
+            config=config,
+            encoder_state=encoder_state,
+            teacher_state=None if teacher is None else dict(teacher["model"]),
+            heads=heads,
+            source_format=FORMAT_RECIPE,
+            normalize=normalize,
+            num_updates=None if teacher is None else int(teacher["num_updates"]),
+        )
+    )
+
+
+def load_recipe_checkpoint(
+    path: str | Path,
+    config: EncoderConfig | None = None,
+    pos_conv_mask_padding: bool | None = None,
+    state: Mapping[str, Any] | None = None,
+) -> LoadedCheckpoint:
+    """Load a checkpoint of our pretraining recipe (see `find_recipe_checkpoint` for `path`).
+
+    The architecture is `config` when given, else the experiment's `hyperparams.yaml` (found
+    next to the checkpoint, its save folder or output folder). `state`: the already loaded file.
+    """
+    objective_file = find_recipe_checkpoint(path)
+    normalize = None
+    if config is None:
+        hparams_file = _find_recipe_hparams(objective_file)
+        if hparams_file is None:
+            raise CheckpointError(
+                f"{objective_file}: no {RECIPE_HPARAMS_FILE} found in the folders above it to "
+                "read the architecture from; pass config=EncoderConfig(...) (CLI: --config)"
+            )
+        config, normalize = read_recipe_hparams(hparams_file)
+        if pos_conv_mask_padding is not None:
+            config = EncoderConfig.from_dict(
+                {**config.to_dict(), "pos_conv_mask_padding": pos_conv_mask_padding}
+            )
+    if state is None:
+        state = _torch_load(objective_file, allow_pickle=False)
+    if not isinstance(state, Mapping) or not _is_objective_state(state):
+        raise CheckpointError(
+            f"{objective_file}: not an objective state dict (needs model.* keys and _extra_state)"
+        )
+    return load_objective_state(state, config, normalize)
 
 
 # ---------------------------------------------------------------------------- dispatch
@@ -760,10 +1021,13 @@ def load_checkpoint(
     Parameters
     ----------
     source : path or dict
-        HF directory, fairseq / native / state-dict file (.pt, .bin, .safetensors), or a dict.
+        HF directory, fairseq / native / state-dict file (.pt, .bin, .safetensors), one of our
+        recipe's checkpoints (`CKPT+*` folder, its `objective.ckpt`, or the output / save folder:
+        newest complete checkpoint), or a dict.
     config : EncoderConfig or dict, optional
-        Architecture; required for raw state dicts, overrides the cfg of a fairseq file.
-        A dict with `hidden_size` is read as an HF config.json.
+        Architecture; required for raw state dicts, overrides the cfg of a fairseq file and the
+        `hyperparams.yaml` of a recipe checkpoint. A dict with `hidden_size` is read as an HF
+        config.json.
     pos_conv_mask_padding : bool, optional
         Override the padding behaviour of the positional conv (None keeps the source's value or
         our default True; False reproduces HF / fairseq exactly on padded batches).
@@ -775,12 +1039,15 @@ def load_checkpoint(
         config = EncoderConfig.from_dict(
             {**config.to_dict(), "pos_conv_mask_padding": pos_conv_mask_padding}
         )
+    path = None
     if isinstance(source, str | Path):
         path = Path(source)
-        if path.is_dir():
+        if path.is_dir() and (path / "config.json").exists():
             if config is not None:
                 raise CheckpointError(f"{path}: a Hugging Face directory brings its own config")
             return load_huggingface(path, pos_conv_mask_padding)
+        if path.is_dir():
+            return load_recipe_checkpoint(path, config, pos_conv_mask_padding)
         if not path.exists():
             raise CheckpointError(f"checkpoint {path} does not exist")
         content = (
@@ -796,6 +1063,12 @@ def load_checkpoint(
         return _load_native(content, pos_conv_mask_padding)
     if "model" in content and ("cfg" in content or "args" in content):
         return load_fairseq(content, config, pos_conv_mask_padding)
+    if _is_objective_state(content):
+        if path is not None:
+            return load_recipe_checkpoint(path, config, pos_conv_mask_padding, state=content)
+        if config is None:
+            raise CheckpointError("an objective state dict needs config=EncoderConfig(...)")
+        return load_objective_state(content, config)
     if config is None:
         raise CheckpointError(
             "a raw state dict carries no architecture; pass config=EncoderConfig(...) "
@@ -831,7 +1104,7 @@ def describe(checkpoint: LoadedCheckpoint) -> str:
         "heads: "
         + (
             ", ".join(
-                f"{name} {sorted((k, tuple(v.shape)) for k, v in head.items())}"
+                f"{name} {sorted((k, _summary(v)) for k, v in head.items())}"
                 for name, head in sorted(checkpoint.heads.items())
             )
             or "none"
@@ -843,13 +1116,23 @@ def describe(checkpoint: LoadedCheckpoint) -> str:
             else f"vocab {checkpoint.ctc_head['weight'].shape[0]} (blank = 0)"
         ),
         f"normalize: {checkpoint.normalize}",
+        f"num_updates: {checkpoint.num_updates}",
         "config: " + json.dumps(checkpoint.config.to_dict()),
     ]
     return "\n".join(lines)
 
 
+def _summary(value: Any) -> Any:
+    """Shape of a tensor; other entries (a quantizer's extra state) as they are."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else value
+
+
 def _add_source_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("src", help="HF directory, fairseq .pt, native .pt or state dict")
+    command.add_argument(
+        "src",
+        help="HF directory, fairseq .pt, native .pt, state dict, or a pretraining recipe's "
+        "CKPT+* folder / objective.ckpt / output folder",
+    )
 
 
 def _add_common_options(command: argparse.ArgumentParser) -> None:
@@ -872,6 +1155,7 @@ def main(argv: list[str] | None = None) -> int:
     convert_cmd.add_argument("--to", choices=["hf", "native"], help="override the DST format")
     _add_common_options(convert_cmd)
     args = parser.parse_args(argv)
+    target = None
     try:
         config = EncoderConfig.from_yaml(args.config) if args.config else None
         checkpoint = load_checkpoint(args.src, config=config, allow_pickle=args.allow_pickle)
@@ -884,7 +1168,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             export_huggingface(checkpoint, args.dst)
     except (CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        hint = ""
+        if args.command == "convert" and target == "hf" and isinstance(error, CheckpointError):
+            hint = " (a native file keeps everything: --to native, or a DST ending in .pt)"
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 1
     print(f"wrote {args.dst} ({target})")
     return 0

@@ -7,6 +7,8 @@ import re
 
 import pytest
 import torch
+import yaml
+from hyperpyyaml import resolve_references
 from safetensors.torch import load_file
 from transformers import (
     Data2VecAudioConfig,
@@ -25,6 +27,8 @@ from d2v_speech.checkpoints import (
     save_native,
 )
 from d2v_speech.nn import DEFAULT_CONV_LAYERS, Data2VecAudioModel, EncoderConfig
+from d2v_speech.ssl.aqc import AQCObjective
+from d2v_speech.ssl.data2vec import Data2VecObjective
 
 CONV = [(24, 8, 4), (24, 4, 2), (20, 2, 2)]
 HIDDEN, LAYERS, HEADS, FFN, DEPTH, KERNEL, GROUPS = 48, 2, 6, 96, 2, 5, 8
@@ -450,3 +454,161 @@ def test_pickled_objects_need_allow_pickle(hf_model, tmp_path):
     with pytest.raises(CheckpointError, match="allow_pickle=True"):
         load_checkpoint(path)
     assert load_checkpoint(path, allow_pickle=True).source_format == "fairseq"
+
+
+# ------------------------------------------------------------------------------- our recipe
+RECIPE_YAML = """\
+seed: 3
+output_folder: {out}
+model_preset: {preset}
+layerdrop: 0.2
+model_config: !apply:d2v_speech.nn.presets.load_model_config
+    name_or_path: !ref <model_preset>
+    layerdrop: !ref <layerdrop>
+model: !new:d2v_speech.nn.data2vec_audio.Data2VecAudioModel [!ref <model_config>]
+train_audio_pipeline: !new:d2v_speech.data.pipelines.PretrainAudioPipeline
+    augmenter: null
+    normalize: True
+    seed: !ref <seed>
+"""
+
+
+def tiny_config(**overrides):
+    """The post-LN architecture of `hf_config()`, unmasked pos-conv padding as HF does."""
+    sizes = {"embed_dim": HIDDEN, "num_layers": LAYERS, "num_heads": HEADS, "ffn_dim": FFN}
+    pos_conv = {"pos_conv_depth": DEPTH, "pos_conv_kernel": KERNEL, "pos_conv_groups": GROUPS}
+    values = {"conv_layers": CONV, "conv_bias": True, **sizes, **pos_conv}
+    values.update({"pos_conv_mask_padding": False, "layerdrop": 0.0, **overrides})
+    return EncoderConfig(**values)
+
+
+def trained_objective(config, seed, aqc=True):
+    """An objective whose student, teacher, heads and counters all differ from their init."""
+    torch.manual_seed(seed)
+    model = Data2VecAudioModel(config)
+    if aqc:
+        objective = AQCObjective(
+            model, latent_vars=8, latent_groups=2, final_dim=8, average_top_k_layers=2
+        )
+        objective.quantizer.set_num_updates(1000)
+    else:
+        objective = Data2VecObjective(model, average_top_k_layers=2)
+    perturbed(objective, seed)
+    teacher = objective.teacher
+    teacher.model.load_state_dict({k: v + 1.0 for k, v in model.encoder.state_dict().items()})
+    teacher.num_updates = 37
+    return objective
+
+
+def save_recipe_checkpoint(save_folder, name, objective, unixtime):
+    """As SpeechBrain's Checkpointer does: torch.save(state_dict) plus a CKPT.yaml meta file."""
+    folder = save_folder / f"CKPT+{name}"
+    folder.mkdir(parents=True)
+    torch.save(objective.state_dict(), folder / "objective.ckpt")
+    (folder / "CKPT.yaml").write_text(f"end-of-epoch: false\nunixtime: {unixtime}\n")
+    return folder
+
+
+def write_hyperparams(out, preset_config):
+    """The preset file and SpeechBrain's hyperparams.yaml (references resolved as it does)."""
+    preset = out.parent / "preset.yaml"
+    preset.write_text(yaml.safe_dump(preset_config.to_dict()))
+    recipe = RECIPE_YAML.format(out=out, preset=preset)
+    (out / "hyperparams.yaml").write_text(resolve_references(recipe).getvalue())
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """results/<name>/<seed>: an older and a newer complete checkpoint, a newest incomplete one."""
+    out = tmp_path_factory.mktemp("run") / "aqc_tiny" / "3"
+    (out / "save").mkdir(parents=True)
+    write_hyperparams(out, tiny_config())
+    older = trained_objective(tiny_config(layerdrop=0.2), seed=1)
+    newer = trained_objective(tiny_config(layerdrop=0.2), seed=2)
+    save_recipe_checkpoint(out / "save", "2024-01-01+10-00-00+00", older, 100.0)
+    save_recipe_checkpoint(out / "save", "2024-01-01+11-00-00+00", newer, 200.0)
+    broken = out / "save" / "CKPT+2024-01-01+12-00-00+00"
+    broken.mkdir()
+    (broken / "objective.ckpt").write_bytes(b"half written")
+    return out, older, newer
+
+
+def assert_matches_objective(checkpoint, objective):
+    state = objective.state_dict()
+    encoder = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    assert set(checkpoint.encoder_state) == set(encoder)
+    assert all(torch.equal(checkpoint.encoder_state[k], v) for k, v in encoder.items())
+    teacher = objective.teacher.model.state_dict()
+    assert set(checkpoint.teacher_state) == set(teacher)
+    assert all(torch.equal(checkpoint.teacher_state[k], v) for k, v in teacher.items())
+    for key, value in state.items():
+        name, _, local = key.partition(".")
+        if name in ("final_proj", "quantizer", "project_q", "contr_proj"):
+            stored = checkpoint.heads[name][local]
+            assert stored == value if local == "_extra_state" else torch.equal(stored, value)
+
+
+def test_recipe_output_folder_gives_newest_complete_checkpoint(recipe_run):
+    out, older, newer = recipe_run
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.source_format == "d2v_speech_recipe" and checkpoint.normalize is True
+    # the preset plus the hyperparams.yaml override of layerdrop
+    assert checkpoint.config == tiny_config(layerdrop=0.2)
+    assert checkpoint.num_updates == 37
+    assert checkpoint.heads["quantizer"]["_extra_state"] == {
+        "num_updates": 1000,
+        "temperature": max(2.0 * 0.999995**1000, 0.5),
+    }
+    assert_matches_objective(checkpoint, newer)
+    for source in [out / "save", out / "save" / "CKPT+2024-01-01+11-00-00+00"]:
+        assert_matches_objective(load_checkpoint(source), newer)
+    older_file = out / "save" / "CKPT+2024-01-01+10-00-00+00" / "objective.ckpt"
+    assert_matches_objective(load_checkpoint(older_file), older)
+
+
+def test_recipe_checkpoint_converts_to_hf_and_runs_like_transformers(recipe_run, batch, tmp_path):
+    out, _, newer = recipe_run
+    assert main(["convert", str(out), str(tmp_path / "hf")]) == 0
+    reloaded = HFData2VecAudioModel.from_pretrained(tmp_path / "hf").eval()
+    assert_same_outputs(newer.model, reloaded, batch)
+
+
+def test_pre_ln_recipe_checkpoint_exports_natively(tmp_path, capsys):
+    out = tmp_path / "d2v" / "1"
+    (out / "save").mkdir(parents=True)
+    config = tiny_config(layer_norm_first=True, layerdrop=0.2)
+    write_hyperparams(out, config)
+    objective = trained_objective(config, seed=4, aqc=False)
+    save_recipe_checkpoint(out / "save", "2024-02-02+00-00-00+00", objective, 1.0)
+    assert main(["convert", str(out), str(tmp_path / "hf")]) == 1
+    error = capsys.readouterr().err
+    assert "pre-LN" in error and "--to native" in error
+    assert main(["convert", str(out), str(tmp_path / "d2v.pt")]) == 0
+    native = load_checkpoint(tmp_path / "d2v.pt")
+    assert native.num_updates == 37 and native.config == config
+    assert_matches_objective(native, objective)
+    assert main(["inspect", str(out)]) == 0
+    assert "num_updates: 37" in capsys.readouterr().out
+
+
+def test_recipe_checkpoint_errors_are_clear(recipe_run, tmp_path):
+    out, _, newer = recipe_run
+    with pytest.raises(CheckpointError, match="save was interrupted"):
+        load_checkpoint(out / "save" / "CKPT+2024-01-01+12-00-00+00")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"no CKPT\+\* folder with CKPT.yaml"):
+        load_checkpoint(tmp_path / "empty")
+    lone = save_recipe_checkpoint(tmp_path / "lone", "x", newer, 1.0)
+    with pytest.raises(CheckpointError, match="no hyperparams.yaml"):
+        load_checkpoint(lone)
+    assert_matches_objective(load_checkpoint(lone, config=newer.model.config), newer)
+    state = newer.state_dict()
+    state["decoder.weight"] = torch.zeros(2)
+    with pytest.raises(CheckpointError, match="decoder.weight"):
+        load_checkpoint(state, config=newer.model.config)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "hyperparams.yaml").write_text("model_config: !apply:my.module.build [3]\n")
+    save_recipe_checkpoint(odd, "y", newer, 1.0)
+    with pytest.raises(CheckpointError, match="!apply:my.module.build"):
+        load_checkpoint(odd)

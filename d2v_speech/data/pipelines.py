@@ -82,13 +82,15 @@ class PretrainAudioPipeline:
         return ["sig", "sig_aug"] if self.augmenter is not None else ["sig"]
 
     def __call__(self, utt_id: str, wav_path: str):
+        """-> sig (S,), or (sig, sig_aug) with an augmenter (SpeechBrain unpacks a tuple)."""
         clean = read_mono_16k(wav_path)
         clean_tensor = torch.from_numpy(clean)
-        yield normalize_waveform(clean_tensor) if self.normalize else clean_tensor
-        if self.augmenter is not None:
-            augmented = self.augmenter(clean, item_key(utt_id, self.epoch, self.seed))
-            aug_tensor = torch.as_tensor(np.asarray(augmented, dtype=np.float32))
-            yield normalize_waveform(aug_tensor) if self.normalize else aug_tensor
+        sig = normalize_waveform(clean_tensor) if self.normalize else clean_tensor
+        if self.augmenter is None:
+            return sig
+        augmented = self.augmenter(clean, item_key(utt_id, self.epoch, self.seed))
+        aug_tensor = torch.as_tensor(np.asarray(augmented, dtype=np.float32))
+        return sig, normalize_waveform(aug_tensor) if self.normalize else aug_tensor
 
 
 def load_pretrain_dataset(

@@ -45,6 +45,13 @@ class FrontendOutput(NamedTuple):
     padding_mask: torch.Tensor | None  # (B, T) True = padded frame
 
 
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``factor`` in the backward pass."""
+    if factor == 0.0:
+        return x.detach()
+    return x * factor + x.detach() * (1.0 - factor)
+
+
 def valid_frames(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
     """(B, T, C) -> (N_valid, C)."""
     return x.reshape(-1, x.shape[-1]) if padding_mask is None else x[~padding_mask]
@@ -74,6 +81,9 @@ class Data2VecObjective(nn.Module):
         Encoder parameters copied instead of averaged (``pos_conv_embed.`` in data2vec 1.0).
     ema_compute_dtype : torch.dtype | None
         Autocast dtype of the teacher's forward; its master weights stay fp32.
+    feature_grad_mult : float
+        Scales the gradient that reaches the CNN (fairseq ``feature_grad_mult``; 1.0 in data2vec,
+        0.1 in wav2vec 2.0, 0.0 freezes the CNN). The forward value is unchanged.
     feature_penalty_weight : float
         Weight of the mean squared CNN feature (valid frames) added to the loss (aqc: 10).
     """
@@ -94,6 +104,7 @@ class Data2VecObjective(nn.Module):
         ema_copy_patterns: tuple[str, ...] | list[str] = ("pos_conv_embed.",),
         ema_compute_dtype: torch.dtype | None = None,
         feature_penalty_weight: float = 0.0,
+        feature_grad_mult: float = 1.0,
     ) -> None:
         super().__init__()
         num_layers = model.config.num_layers
@@ -115,6 +126,9 @@ class Data2VecObjective(nn.Module):
         self.mask_length = mask_length
         self.min_masks = min_masks
         self.feature_penalty_weight = feature_penalty_weight
+        if feature_grad_mult < 0:
+            raise ValueError(f"feature_grad_mult must be >= 0, got {feature_grad_mult}")
+        self.feature_grad_mult = feature_grad_mult
         # Plain attribute (EMATeacher is no nn.Module): invisible to parameters() and DDP.
         self.teacher = EMATeacher(
             model.encoder,
@@ -131,6 +145,8 @@ class Data2VecObjective(nn.Module):
     ) -> FrontendOutput:
         """Shared CNN + projection: wav (B, S), sample_lengths (B,) -> :class:`FrontendOutput`."""
         cnn_features, padding_mask = self.model.extract_cnn_features(wav, sample_lengths)
+        if self.feature_grad_mult != 1.0:
+            cnn_features = scale_gradient(cnn_features, self.feature_grad_mult)
         normed, projected = self.model.project_features(cnn_features)
         return FrontendOutput(cnn_features, normed, projected, padding_mask)
 
@@ -263,7 +279,7 @@ class Data2VecObjective(nn.Module):
             "feature_penalty": penalty.detach(),
             "target_var": terms["target_var"],
             "pred_var": terms["pred_var"],
-            "cnn_std": frame_std(valid_frames(front.cnn_features, front.padding_mask)),
+            "cnn_std": frame_std(valid_frames(front.normed, front.padding_mask)),
             "num_masked": terms["num_masked"],
             "ema_decay": torch.tensor(self.teacher.decay, device=wav.device),
             "per_utterance_loss": terms["per_utterance_loss"],

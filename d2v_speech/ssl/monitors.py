@@ -65,7 +65,8 @@ class CollapseMonitor:
     min_pred_var : float | None
         Lowest healthy ``pred_var`` (fairseq: 0.01); None disables the check.
     min_cnn_std : float | None
-        Lowest healthy ``cnn_std`` (CNN output spread over time); None disables the check.
+        Lowest healthy ``cnn_std`` (spread over time of the LayerNorm-ed CNN features, which the
+        feature penalty cannot shrink); None disables the check.
     start_step : int
         Checks start at this optimiser step (statistics are meaningless at initialisation).
     action : str

@@ -3,22 +3,29 @@
 An objective is a module called as `objective(wav, sample_lengths, **views)` that returns a dict
 with a scalar `loss` plus named statistics, and has `after_optimizer_step(num_updates)` (EMA
 teacher, quantizer temperature). The Brain adds what every run needs: skipping non-finite
-updates on all ranks together, LayerDrop decisions shared by all DDP ranks, the tri-stage
-learning rate, interval logging to text + JSON lines, curves, and collapse monitors.
+updates on all ranks together, LayerDrop decisions shared by all DDP ranks, random streams
+that depend only on the update count (exact resume), the tri-stage learning rate, interval
+logging to text + JSON lines, curves, and collapse monitors.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import ddp_all_reduce, if_main_process
 from speechbrain.utils.logger import get_logger
 
 from d2v_speech.training.step_log import IntervalAverager, JsonLinesLog, plot_training_curves
+from d2v_speech.training.warm_start import quantizer_update_offset
 
 logger = get_logger(__name__)
+CKPT_INTERVAL_OPTIONS = (
+    ("ckpt_interval_steps", "ckpt_interval_minutes"),
+    ("ckpt_interval_minutes", "ckpt_interval_steps"),
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,23 +51,58 @@ def shared_layer_keep(
     return torch.rand(num_layers, generator=generator) >= layerdrop
 
 
+def seed_step_generators(seed: int, rank: int, update: int, micro_step: int) -> None:
+    """Seed torch's global generators (CPU and CUDA) from (seed, rank, update, micro-step).
+
+    Masks, negatives, k-means seeds and dropout of a training step then depend only on the step,
+    not on what consumed random numbers before it. A resumed run needs this: re-creating the
+    data-loader iterator after recovery draws from the global generator, which would otherwise
+    shift every later draw. The rank keeps DDP ranks' draws different. fairseq's trainer seeds
+    every step from (seed, update) for the same reason.
+    """
+    entropy = [seed, rank, update, micro_step]
+    torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]))
+
+
+def _keep_command_line_ckpt_interval(hparams: dict | None, run_opts) -> dict | None:
+    """Hparams without the YAML's checkpoint interval when the command line sets the other one.
+
+    SpeechBrain exits when both `ckpt_interval_minutes` and `ckpt_interval_steps` are positive,
+    so `--ckpt_interval_steps=N` would otherwise clash with the YAML's `ckpt_interval_minutes`.
+    """
+    if hparams is None or run_opts is None:
+        return hparams
+    overridden = set(run_opts) if isinstance(run_opts, dict) else run_opts.overridden_args
+    for chosen, other in CKPT_INTERVAL_OPTIONS:
+        if chosen in overridden and other not in overridden and other in hparams:
+            hparams = {**hparams, other: 0}
+    return hparams
+
+
 class PretrainBrain(sb.Brain):
     """Brain for self-supervised pretraining (see module docstring).
 
     Expected hparams: `seed`, `lr_scheduler` (called as `scheduler(optimizer, num_updates)`),
     `log_interval` (updates), `max_nonfinite_in_row`, `step_log_file` (JSON lines),
-    `curves_png`, `train_logger` (FileTrainLogger), optional `collapse_monitor` with
-    `check(update, stats)`.
+    `curves_png` (null: no plot), `train_logger` (FileTrainLogger), optional `collapse_monitor`
+    with `check(update, stats)`.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None
+    ):
+        hparams = _keep_command_line_ckpt_interval(hparams, run_opts)
+        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
         # SpeechBrain 1.1.2 keeps `--optimizer_step_limit=N` from the command line as a string
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
 
     def on_fit_start(self):
         super().on_fit_start()
+        # after a warm start the quantizer continues the released checkpoint's temperature schedule
+        self.update_offset = quantizer_update_offset(
+            unwrap(self.modules.objective), self.optimizer_step
+        )
         self.averager = IntervalAverager()
         self.step_log = JsonLinesLog(self.hparams.step_log_file)
         self.nonfinite_in_row = 0
@@ -114,6 +156,8 @@ class PretrainBrain(sb.Brain):
     # ------------------------------------------------------------ optimisation
     def fit_batch(self, batch):
         should_step = (self.step % self.grad_accumulation_factor) == 0
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        seed_step_generators(self.hparams.seed, rank, self.optimizer_step, self.step)
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):
             with self.training_ctx:
@@ -134,7 +178,9 @@ class PretrainBrain(sb.Brain):
                 self.skipped_updates += 1
             else:
                 self.nonfinite_in_row = 0
-                unwrap(self.modules.objective).after_optimizer_step(self.optimizer_step)
+                unwrap(self.modules.objective).after_optimizer_step(
+                    self.optimizer_step + self.update_offset
+                )
             self.hparams.lr_scheduler(self.optimizer, self.optimizer_step)
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
@@ -223,7 +269,7 @@ class PretrainBrain(sb.Brain):
                 num_to_keep=2,
                 keep_recent=True,
             )
-            if if_main_process():
+            if if_main_process() and self.hparams.curves_png:
                 plot_training_curves(self.step_log.read(), self.hparams.curves_png)
 
 

@@ -19,6 +19,7 @@ from d2v_speech.training.pretrain_setup import (
     build_pretraining_loaders,
     prepare_pretraining_data,
 )
+from d2v_speech.training.warm_start import warm_start_from_hparams
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
@@ -40,6 +41,8 @@ if __name__ == "__main__":
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    # continued pretraining: load released weights before the first update (never on resume)
+    warm_start_from_hparams(hparams)
     brain.fit(
         brain.hparams.epoch_counter,
         train_set,

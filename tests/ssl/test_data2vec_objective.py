@@ -57,7 +57,7 @@ def test_loss_equals_manual_composition():
     model = objective.model
     with torch.no_grad():
         features = model.feature_extractor(wav)
-        _, projected = model.project_features(features)
+        normed, projected = model.project_features(features)
         student = model.encoder(model.apply_mask(projected, mask)).last_hidden_state
         teacher_ffn = objective.teacher.model(projected).ffn_outputs
         targets = sum(instance_norm_over_time(f) for f in teacher_ffn[-2:]) / 2
@@ -67,7 +67,8 @@ def test_loss_equals_manual_composition():
     assert out["num_masked"].item() == int(mask.sum())
     assert out["target_var"].item() == pytest.approx(frame_std(targets[mask]).item(), rel=1e-5)
     assert out["pred_var"].item() == pytest.approx(frame_std(pred).item(), rel=1e-5)
-    assert out["cnn_std"].item() == pytest.approx(frame_std(features).item(), rel=1e-5)
+    # after the CNN's LayerNorm: the feature penalty shrinks the raw features by design
+    assert out["cnn_std"].item() == pytest.approx(frame_std(normed).item(), rel=1e-5)
     assert out["ema_decay"].item() == pytest.approx(0.999)
     row0 = per_frame[: int(mask[0].sum())].mean()
     assert out["per_utterance_loss"][0].item() == pytest.approx(row0.item(), rel=1e-5)
@@ -129,7 +130,7 @@ def test_padded_batch_matches_each_utterance_alone():
             )
             preds.append(terms["pred"])
             targets.append(terms["target"])
-            cnn.append(front.cnn_features[0])
+            cnn.append(front.normed[0])
     expected = torch.stack([single["per_utterance_loss"][0] for single in alone])
     torch.testing.assert_close(batch["per_utterance_loss"], expected, atol=1e-4, rtol=1e-4)
     assert batch["loss"].item() == pytest.approx(expected.mean().item(), abs=1e-4)
@@ -175,3 +176,21 @@ def test_bad_configuration_and_mask_raise():
             torch.tensor([SAMPLES, 800]),
             mask=torch.ones(2, 79, dtype=torch.bool),
         )
+
+
+def test_feature_grad_mult_scales_only_the_cnn_gradient():
+    wav = torch.randn(2, SAMPLES)
+    mask = fixed_mask([79, 79], 79, seed=1)
+    grads = {}
+    for mult in (1.0, 0.1, 0.0):
+        torch.manual_seed(0)
+        objective = tiny_objective().eval()
+        objective.feature_grad_mult = mult
+        objective(wav, mask=mask)["loss"].backward()
+        conv = objective.model.feature_extractor.conv_layers[0].conv.weight.grad
+        proj = objective.model.feature_projection.projection.weight.grad
+        grads[mult] = (conv, proj)
+    assert torch.allclose(grads[0.1][0], 0.1 * grads[1.0][0], rtol=1e-4, atol=1e-8)
+    assert torch.allclose(grads[0.1][1], grads[1.0][1], rtol=1e-4, atol=1e-6)
+    assert grads[0.0][0] is None  # the CNN is cut from the graph
+    assert grads[0.0][1] is not None

@@ -97,8 +97,13 @@ class PretrainBrain(sb.Brain):
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
 
+    def fit(self, epoch_counter, *args, **kwargs):
+        self._epoch_counter = epoch_counter
+        return super().fit(epoch_counter, *args, **kwargs)
+
     def on_fit_start(self):
         super().on_fit_start()
+        self._stop_if_finished()
         # after a warm start the quantizer continues the released checkpoint's temperature schedule
         self.update_offset = quantizer_update_offset(
             unwrap(self.modules.objective), self.optimizer_step
@@ -112,6 +117,24 @@ class PretrainBrain(sb.Brain):
         self._log_effective_batch()
         # the schedule is a pure function of the update count, so a resumed run continues it exactly
         self.hparams.lr_scheduler(self.optimizer, self.optimizer_step)
+
+    def _stop_if_finished(self):
+        """End `fit` before its first epoch when the recovered run already ended.
+
+        A run ended when it reached `optimizer_step_limit` and saved its end-of-epoch checkpoint
+        (`step` 0). Without this, re-running the command adds an epoch: it reads a batch,
+        validates again and saves a checkpoint with an advanced epoch counter.
+        """
+        limit = self.optimizer_step_limit
+        finished = limit is not None and self.optimizer_step >= limit and self.step == 0
+        counter = getattr(self, "_epoch_counter", None)
+        if finished and hasattr(counter, "limit") and hasattr(counter, "current"):
+            logger.info(
+                "the recovered run already made its %d updates (optimizer_step_limit); "
+                "nothing left to train",
+                self.optimizer_step,
+            )
+            counter.limit = counter.current
 
     def _log_effective_batch(self):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -238,6 +261,20 @@ class PretrainBrain(sb.Brain):
             logger.info("update %d: %s", self.optimizer_step, shown)
 
     # ------------------------------------------------------------------ stages
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        if (
+            stage == sb.Stage.TRAIN
+            and self.train_sampler is None
+            and hasattr(batch_sampler, "set_epoch")
+        ):
+            # SpeechBrain calls set_epoch only on the samplers it wraps itself (shuffle, DDP).
+            # Without it a DynamicBatchSampler keeps its epoch-0 batches, only re-permuted after
+            # each epoch, so a run resumed from an end-of-epoch checkpoint would see other batches.
+            self.train_sampler = batch_sampler
+        return loader
+
     def on_stage_start(self, stage, epoch=None):
         self.valid_averager = IntervalAverager()
         pipeline = getattr(self.hparams, "train_audio_pipeline", None)

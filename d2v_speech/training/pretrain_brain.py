@@ -311,10 +311,12 @@ class PretrainBrain(sb.Brain):
 
 
 def _scalars(outputs: dict) -> dict:
+    """Scalar statistics of an objective's outputs (per-utterance vectors are not logged)."""
     return {
         k: v
         for k, v in outputs.items()
-        if (isinstance(v, torch.Tensor) and v.numel() == 1) or isinstance(v, (int, float))
+        if k != "per_utterance_loss"
+        and ((isinstance(v, torch.Tensor) and v.numel() == 1) or isinstance(v, (int, float)))
     }
 
 

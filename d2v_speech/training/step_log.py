@@ -61,7 +61,8 @@ class JsonLinesLog:
 
 
 def plot_training_curves(records: list[dict], png_path: str, x_key: str = "update") -> list[str]:
-    """One panel per logged quantity against `x_key`; returns the plotted keys.
+    """One panel per training quantity against `x_key`, with its `valid_` twin (logged once per
+    epoch) as markers on the same panel; returns the plotted keys.
 
     Records of a resumed run may repeat updates; the latest value of an update wins.
     """
@@ -70,23 +71,33 @@ def plot_training_curves(records: list[dict], png_path: str, x_key: str = "updat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    latest: dict[int, dict] = {}
+    train: dict[int, dict] = {}
+    valid: dict[int, dict] = {}
     for record in records:
-        if x_key in record:
-            latest[int(record[x_key])] = record
-    if not latest:
+        if x_key not in record:
+            continue
+        target = valid if any(k.startswith("valid_") for k in record) else train
+        target.setdefault(int(record[x_key]), {}).update(record)
+    if not train:
         return []
-    xs = sorted(latest)
-    keys = sorted(
-        {k for r in latest.values() for k, v in r.items() if isinstance(v, (int, float))}
-        - {x_key, "epoch", "time"}
-    )
-    columns = 3
+    numeric = {k for r in train.values() for k, v in r.items() if isinstance(v, (int, float))} - {
+        x_key,
+        "epoch",
+        "time",
+    }
+    keys = [k for k in PLOT_FIRST if k in numeric] + sorted(numeric - set(PLOT_FIRST))
+    columns = 4
     rows = max(1, math.ceil(len(keys) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.4 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        points = [(x, latest[x][key]) for x in xs if key in latest[x]]
-        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2)
+        xs = sorted(u for u in train if key in train[u])
+        ax.plot(xs, [train[u][key] for u in xs], lw=1.2, label="train")
+        valid_xs = sorted(u for u in valid if f"valid_{key}" in valid[u])
+        if valid_xs:
+            ax.plot(
+                valid_xs, [valid[u][f"valid_{key}"] for u in valid_xs], "o", ms=4, label="valid"
+            )
+            ax.legend(fontsize=6)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel(x_key, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -98,3 +109,22 @@ def plot_training_curves(records: list[dict], png_path: str, x_key: str = "updat
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
     return keys
+
+
+# the quantities people check first come first in the figure
+PLOT_FIRST = (
+    "loss",
+    "loss_regression",
+    "loss_contrastive_student",
+    "loss_contrastive_teacher",
+    "target_var",
+    "pred_var",
+    "cnn_std",
+    "code_perplexity",
+    "codes_in_use",
+    "accuracy_student",
+    "accuracy_teacher",
+    "ema_decay",
+    "lr",
+    "audio_sec_per_sec",
+)

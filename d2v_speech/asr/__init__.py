@@ -1,0 +1,1 @@
+"""CTC fine-tuning, decoding, scoring and transcription on top of the data2vec encoder."""

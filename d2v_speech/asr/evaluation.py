@@ -1,0 +1,128 @@
+"""Decode labelled sets with a CTC model and score them (WER, CER, held-out nats/char).
+
+Shared by the fine-tuning recipe (after training, with the best checkpoint) and `evaluate.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from speechbrain.utils.logger import get_logger
+from tqdm import tqdm
+
+from d2v_speech.asr.ctc_model import CTCModel, ctc_loss_per_utterance
+from d2v_speech.asr.data import CTCCollate
+from d2v_speech.asr.scoring import ErrorRates, score, write_hypotheses, write_results
+from d2v_speech.data.pipelines import SAMPLE_RATE
+
+logger = get_logger(__name__)
+
+__all__ = ["SetOutputs", "decode_dataset", "evaluate_sets"]
+
+
+@dataclass
+class SetOutputs:
+    """Per-utterance decoding of one set, plus its summed CTC loss and reference characters."""
+
+    ids: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    hypotheses: list[str] = field(default_factory=list)
+    ctc_loss_sum: float = 0.0
+    characters: int = 0
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+
+    @property
+    def nats_per_char(self) -> float:
+        return self.ctc_loss_sum / max(self.characters, 1)
+
+
+@torch.no_grad()
+def decode_dataset(
+    model: CTCModel,
+    dataset: Any,
+    decoder: Callable[[torch.Tensor, torch.Tensor], list[str]],
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    progress: bool = True,
+    description: str = "decoding",
+) -> SetOutputs:
+    """Run `model` (eval mode) over a dataset of `load_asr_dataset`; decode with `decoder`."""
+    if len(dataset) == 0:
+        raise ValueError(f"{description}: the set has no utterances")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
+    was_training = model.training
+    model.eval()
+    outputs = SetOutputs()
+    blank = model.vocabulary.blank_index
+    try:
+        for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
+            started = time.perf_counter()
+            lengths = batch["lengths"].to(device)
+            result = model(batch["sig"].to(device), lengths)
+            losses = ctc_loss_per_utterance(
+                result.log_probs,
+                result.frame_lengths,
+                batch["tokens"].to(device),
+                batch["token_lengths"].to(device),
+                blank,
+            )
+            hypotheses = decoder(result.log_probs, result.frame_lengths)
+            outputs.compute_seconds += time.perf_counter() - started
+            outputs.audio_seconds += float(batch["lengths"].sum()) / SAMPLE_RATE
+            outputs.ids += batch["id"]
+            outputs.references += batch["text"]
+            outputs.hypotheses += hypotheses
+            outputs.ctc_loss_sum += float(losses.sum())
+            outputs.characters += int(batch["chars"].sum())
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def evaluate_sets(
+    model: CTCModel,
+    datasets: Mapping[str, Any],
+    decoder: Callable[[torch.Tensor, torch.Tensor], list[str]],
+    output_folder: str | Path,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    info: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, ErrorRates]:
+    """Decode and score every set; write `hyp_<set>.tsv`, `results.json`, `results.md`.
+
+    `info` (run information: model, decoder, train split, ...) goes into both result files,
+    together with the held-out nats/char and real-time factor of each set.
+    """
+    if not datasets:
+        raise ValueError("no test set to evaluate")
+    output_folder = Path(output_folder)
+    results: dict[str, ErrorRates] = {}
+    extra: dict[str, Any] = dict(info or {})
+    for name, dataset in datasets.items():
+        outputs = decode_dataset(model, dataset, decoder, device, batch_size, progress, name)
+        rates = score(outputs.references, outputs.hypotheses)
+        results[name] = rates
+        write_hypotheses(
+            output_folder / f"hyp_{name}.tsv", outputs.ids, outputs.references, outputs.hypotheses
+        )
+        extra[f"{name}_nats_per_char"] = round(outputs.nats_per_char, 4)
+        extra[f"{name}_real_time_factor"] = round(
+            outputs.compute_seconds / max(outputs.audio_seconds, 1e-9), 4
+        )
+        logger.info(
+            "%s: WER %.2f %%, CER %.2f %%, %.3f nats/char (%d utterances)",
+            name,
+            rates.wer,
+            rates.cer,
+            outputs.nats_per_char,
+            rates.utterances,
+        )
+    write_results(output_folder, results, extra)
+    return results

@@ -27,7 +27,7 @@ from torch import nn
 
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.quantizer import GumbelVectorQuantizer
-from d2v_speech.ssl.contrastive import cluster_scaled_contrastive_loss
+from d2v_speech.ssl.contrastive import within_utterance_contrastive_loss
 from d2v_speech.ssl.data2vec import Data2VecObjective, valid_frames
 from d2v_speech.ssl.kmeans import cosine_kmeans, num_clusters_for
 from d2v_speech.ssl.monitors import frame_std
@@ -158,15 +158,23 @@ class AQCObjective(Data2VecObjective):
             _same_cluster(labels_aug, neg_index_aug),
         )
 
-    def contrastive(self, anchor, positive, negatives, same_cluster):
-        """Flatten (B, M) frames and apply the cluster-scaled InfoNCE; returns (sum, stats)."""
-        num = negatives.shape[0]
-        dim = positive.shape[-1]
-        return cluster_scaled_contrastive_loss(
+    def negative_indices(self, q: torch.Tensor) -> torch.Tensor:
+        """(N, B, M) frame indices of each masked frame's negatives within its utterance.
+
+        q (B, M, C). Only the indices are used: a zero-width view of q spares gathering the
+        (N, B, M, C) negative vectors (the loss gathers cosines instead).
+        """
+        _, neg_index = sample_negatives(q.detach()[..., :0], self.num_negatives)
+        return neg_index
+
+    def contrastive(self, anchor, candidates, neg_index, same_cluster):
+        """Cluster-scaled InfoNCE of anchors (B, M, C) against candidates (B, M, C) with negatives
+        ``candidates[b, neg_index[n, b, m]]``; returns (sum over frames, stats)."""
+        return within_utterance_contrastive_loss(
             anchor,
-            positive.reshape(-1, dim),
-            negatives.reshape(num, -1, dim),
-            same_cluster.reshape(num, -1),
+            candidates,
+            neg_index,
+            same_cluster,
             scale_factor=self.scale_factor,
             logit_temperature=self.logit_temperature,
             official_cluster_scaling=self.official_cluster_scaling,
@@ -230,8 +238,8 @@ class AQCObjective(Data2VecObjective):
 
         q_clean, quant_clean = self.quantize_masked(clean.normed, mask, frames_per_row)
         q_aug, quant_aug = self.quantize_masked(aug.normed, mask, frames_per_row)
-        neg_clean, index_clean = sample_negatives(q_clean, self.num_negatives)
-        neg_aug, index_aug = sample_negatives(q_aug, self.num_negatives)
+        index_clean = self.negative_indices(q_clean)
+        index_aug = self.negative_indices(q_aug)
         frames = mask.shape[1] if self.cluster_size_from == "padded_frames" else frames_per_row
         same_clean, same_aug = self.same_cluster_negatives(
             q_clean, q_aug, index_clean, index_aug, frames
@@ -240,8 +248,10 @@ class AQCObjective(Data2VecObjective):
         student_anchor = self.contr_proj(student_out.last_hidden_state[mask])
         # the teacher target is fixed; the gradient reaches contr_proj, the quantizer and the CNN
         teacher_anchor = self.contr_proj(terms["target"].to(student_anchor.dtype))
-        loss_s, stats_s = self.contrastive(student_anchor, q_clean, neg_clean, same_clean)
-        loss_t, stats_t = self.contrastive(teacher_anchor, q_aug, neg_aug, same_aug)
+        student_anchor = student_anchor.view(q_clean.shape[0], frames_per_row, -1)
+        teacher_anchor = teacher_anchor.view(q_aug.shape[0], frames_per_row, -1)
+        loss_s, stats_s = self.contrastive(student_anchor, q_clean, index_clean, same_clean)
+        loss_t, stats_t = self.contrastive(teacher_anchor, q_aug, index_aug, same_aug)
         loss_s, loss_t = loss_s / num_masked, loss_t / num_masked
 
         penalty = self.feature_penalty(clean.cnn_features, clean.padding_mask)
@@ -266,14 +276,12 @@ class AQCObjective(Data2VecObjective):
             "same_cluster_fraction": stats_s["same_cluster_fraction"],
             "code_perplexity": quant_clean.code_perplexity.detach(),
             "prob_perplexity": quant_clean.prob_perplexity.detach(),
-            "codes_in_use": torch.tensor(
-                sum(int(codes[:, g].unique().numel()) for g in range(codes.shape[1]))
-            ),
+            "codes_in_use": codes_in_use(codes, self.quantizer.num_vars),
             "aug_code_perplexity": quant_aug.code_perplexity.detach(),
             "gumbel_temperature": torch.tensor(quant_clean.temperature),
             "target_var": terms["target_var"],
             "pred_var": terms["pred_var"],
-            "cnn_std": frame_std(valid_frames(clean.cnn_features, clean.padding_mask)),
+            "cnn_std": frame_std(valid_frames(clean.normed, clean.padding_mask)),
             "num_masked": terms["num_masked"],
             "ema_decay": torch.tensor(self.teacher.decay),
             "per_utterance_loss": terms["per_utterance_loss"],
@@ -290,3 +298,13 @@ def _same_cluster(labels: torch.Tensor, neg_index: torch.Tensor) -> torch.Tensor
     """labels (B, M), neg_index (N, B, M) -> (N, B, M) bool: label of the negative == own label."""
     expanded = labels.unsqueeze(0).expand_as(neg_index)
     return torch.gather(expanded, 2, neg_index) == expanded
+
+
+def codes_in_use(codes: torch.Tensor, num_vars: int) -> torch.Tensor:
+    """Distinct codes chosen per group, summed over groups; codes (N, G) long -> scalar long.
+
+    One scatter instead of a ``unique`` per group (no host sync).
+    """
+    used = torch.zeros(codes.shape[1], num_vars, dtype=torch.bool, device=codes.device)
+    used.scatter_(1, codes.T, True)
+    return used.sum()

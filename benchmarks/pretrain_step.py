@@ -1,0 +1,485 @@
+"""Training-step time and peak memory of data2vec vs data2vec-aqc at the same model and batch.
+
+Arms (one objective each, same seed, same weights, same batch):
+
+* ``data2vec``: :class:`~d2v_speech.ssl.data2vec.Data2VecObjective`;
+* ``aqc``: :class:`~d2v_speech.ssl.aqc.AQCObjective` (default cluster scaling);
+* ``aqc_official``: the same with ``official_cluster_scaling=True``.
+
+A step is forward + backward + optimiser step (AdamW) + ``after_optimizer_step`` (EMA teacher and
+Gumbel temperature), as in the pretraining Brain. The aqc arms get a pre-made augmented copy of the
+batch: augmentation runs in the data-loader workers, not in the step, so it is not timed here
+(see ``benchmarks/augment_throughput.py``). Every step draws a fresh span mask; no layer is
+dropped (LayerDrop would make step times depend on random draws).
+
+Step time: the arms run round-robin in one process (warm-up steps first), so machine noise hits
+them alike; the median of the timed steps is reported. Peak memory: each arm runs in a fresh
+subprocess; on CPU the peak resident-set growth during the steps (the kernel's peak-RSS mark is
+reset after the model is built, then peak RSS after the steps minus RSS before them: activations,
+gradients, optimiser state and temporaries), on CUDA ``torch.cuda.max_memory_allocated``.
+
+    python benchmarks/pretrain_step.py --model tiny --batch 8 --seconds 4 --steps 5 --threads 1
+    python benchmarks/pretrain_step.py --model base --batch 4 --seconds 4 --steps 3 --profile
+
+Results merge into ``benchmarks/results/pretrain_step.json`` (one entry per setting and ``--tag``)
+and the markdown table ``benchmarks/results/pretrain_step.md`` is rewritten from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import d2v_speech.ssl.aqc as aqc_module
+from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
+from d2v_speech.nn.presets import load_model_config
+from d2v_speech.ssl.aqc import AQCObjective
+from d2v_speech.ssl.data2vec import Data2VecObjective
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLE_RATE = 16000
+ARMS = ("data2vec", "aqc", "aqc_official")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# teacher layers averaged into targets, as in the recipes (tiny: hparams/tiny/*.yaml)
+TOP_K_LAYERS = {"tiny": 2, "base": 8, "large": 8}
+# objective methods and functions timed as named regions in --profile
+PROFILED_REGIONS = (
+    "frontend",
+    "student_encode",
+    "teacher_targets",
+    "regression_terms",
+    "quantize_masked",
+    "same_cluster_negatives",
+    "contrastive",
+)
+
+
+@dataclass
+class Arm:
+    """One objective with its optimiser and update counter."""
+
+    name: str
+    objective: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    updates: int = 0
+
+
+def build_arm(name: str, args: argparse.Namespace, device: torch.device) -> Arm:
+    """The objective of ``name`` around a freshly seeded model (identical across arms)."""
+    torch.manual_seed(args.seed)
+    config = load_model_config(args.model)
+    model = Data2VecAudioModel(config)
+    common = {"average_top_k_layers": TOP_K_LAYERS.get(args.model, config.num_layers)}
+    if name == "data2vec":
+        objective = Data2VecObjective(model, **common)
+    else:
+        official = name == "aqc_official"
+        objective = AQCObjective(
+            model, feature_penalty_weight=10.0, official_cluster_scaling=official, **common
+        )
+    objective.to(device).train()
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
+    scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
+    return Arm(name, objective, optimizer, scaler)
+
+
+def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:
+    """Speech-like clean waveforms (B, S) and an augmented copy (noise + a short echo)."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    samples = int(args.seconds * SAMPLE_RATE)
+    time_axis = torch.arange(samples) / SAMPLE_RATE
+    pitch = 100 + 150 * torch.rand(args.batch, 1, generator=generator)
+    envelope = 0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * time_axis)
+    wav = envelope * torch.sin(2 * torch.pi * pitch * time_axis)
+    wav = wav + 0.1 * torch.randn(args.batch, samples, generator=generator)
+    aug = wav + 0.3 * torch.randn(args.batch, samples, generator=generator)
+    aug[:, 800:] += 0.4 * wav[:, :-800]
+
+    def normalise(x):
+        return (x - x.mean(dim=1, keepdim=True)) / x.std(dim=1, keepdim=True)
+
+    lengths = torch.full((args.batch,), samples, dtype=torch.long)
+    return {
+        "wav": normalise(wav).to(device),
+        "wav_aug": normalise(aug).to(device),
+        "lengths": lengths.to(device),
+    }
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step(
+    arm: Arm, batch: dict, args: argparse.Namespace, device: torch.device
+) -> tuple[float, float]:
+    """One full update of ``arm``; returns its (wall-clock, process CPU) seconds."""
+    num_layers = arm.objective.model.config.num_layers
+    layer_keep = torch.ones(num_layers, dtype=torch.bool)
+    views = {} if arm.name == "data2vec" else {"wav_aug": batch["wav_aug"]}
+    dtype = PRECISIONS[args.precision]
+    synchronize(device)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        out = arm.objective(batch["wav"], batch["lengths"], layer_keep=layer_keep, **views)
+    loss = out["loss"]
+    if arm.scaler is not None:
+        arm.scaler.scale(loss).backward()
+        arm.scaler.step(arm.optimizer)
+        arm.scaler.update()
+    else:
+        loss.backward()
+        arm.optimizer.step()
+    arm.optimizer.zero_grad(set_to_none=True)
+    arm.updates += 1
+    arm.objective.after_optimizer_step(arm.updates)
+    synchronize(device)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def time_arms(arms: list[Arm], batch: dict, args, device) -> dict[str, dict[str, list[float]]]:
+    """Round-robin: warm-up steps, then ``args.steps`` timed steps per arm, rotating the order.
+
+    Returns per arm the wall and the process CPU seconds of each timed step.
+    """
+    for _ in range(args.warmup):
+        for arm in arms:
+            train_step(arm, batch, args, device)
+    times = {arm.name: {"wall": [], "cpu": []} for arm in arms}
+    for step in range(args.steps):
+        # rotate so that no arm always runs right after the same neighbour
+        order = arms[step % len(arms) :] + arms[: step % len(arms)]
+        for arm in order:
+            wall, cpu = train_step(arm, batch, args, device)
+            times[arm.name]["wall"].append(wall)
+            times[arm.name]["cpu"].append(cpu)
+            print(f"step {step} {arm.name}: {wall:.3f} s wall, {cpu:.3f} s CPU", flush=True)
+    return times
+
+
+def resident_mib(field: str) -> float:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) of this process from /proc, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def probe_memory(args: argparse.Namespace) -> dict[str, float]:
+    """Run in a fresh process: peak memory of ``args.memory_probe``'s training steps (MiB)."""
+    device = torch.device(args.device)
+    arm = build_arm(args.memory_probe, args, device)
+    batch = make_batch(args, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    # without the reset, the peak so far (imports, model build) may hide the steps' peak
+    peak_was_reset = reset_peak_rss()
+    before = resident_mib("VmRSS") if peak_was_reset else resident_mib("VmHWM")
+    for _ in range(args.memory_steps):
+        train_step(arm, batch, args, device)
+    result = {
+        "rss_before_steps_mib": before,
+        "peak_rss_growth_mib": resident_mib("VmHWM") - before,
+        "peak_reset": float(peak_was_reset),
+        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if device.type == "cuda":
+        result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
+
+
+def memory_in_subprocess(arm_name: str, args: argparse.Namespace) -> dict[str, float]:
+    """Launch this script with ``--memory-probe arm_name`` and read its JSON answer."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-probe",
+        arm_name,
+        *setting_arguments(args),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"memory probe {arm_name} failed:\n{completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def setting_arguments(args: argparse.Namespace) -> list[str]:
+    return [
+        f"--model={args.model}",
+        f"--batch={args.batch}",
+        f"--seconds={args.seconds}",
+        f"--threads={args.threads}",
+        f"--device={args.device}",
+        f"--precision={args.precision}",
+        f"--seed={args.seed}",
+        f"--memory-steps={args.memory_steps}",
+    ]
+
+
+@contextlib.contextmanager
+def named_regions(objective: torch.nn.Module):
+    """Wrap the objective's step methods (and the negative sampler) in profiler record_functions."""
+    originals = {}
+    for name in PROFILED_REGIONS:
+        method = getattr(objective, name, None)
+        if method is None:
+            continue
+        originals[name] = method
+
+        def wrapped(*a, _method=method, _name=name, **k):
+            with torch.profiler.record_function(f"## {_name}"):
+                return _method(*a, **k)
+
+        setattr(objective, name, wrapped)
+    sampler = aqc_module.sample_negatives
+
+    def sample_negatives(*a, **k):
+        with torch.profiler.record_function("## sample_negatives"):
+            return sampler(*a, **k)
+
+    aqc_module.sample_negatives = sample_negatives
+    try:
+        yield
+    finally:
+        aqc_module.sample_negatives = sampler
+        for name in originals:
+            delattr(objective, name)
+
+
+def profile_arm(arm: Arm, batch: dict, args, device, steps: int = 2) -> dict:
+    """torch.profiler over ``steps`` updates: named forward regions and the top ops by self time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with named_regions(arm.objective), torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            train_step(arm, batch, args, device)
+    events = prof.key_averages()
+    time_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    regions = {e.key[3:]: e.cpu_time_total / 1e6 / steps for e in events if e.key.startswith("## ")}
+    ops = sorted(
+        (e for e in events if not e.key.startswith("## ")),
+        key=lambda e: getattr(e, time_key),
+        reverse=True,
+    )
+    top = [
+        {"op": e.key, "self_s_per_step": getattr(e, time_key) / 1e6 / steps, "calls": e.count}
+        for e in ops[:12]
+    ]
+    return {"forward_regions_s_per_step": regions, "top_ops": top}
+
+
+def summarise(times: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
+    """Median, min, max of wall and CPU seconds per arm and their ratios to the data2vec arm."""
+    reference = {kind: statistics.median(times["data2vec"][kind]) for kind in ("wall", "cpu")}
+    summary = {}
+    for name, kinds in times.items():
+        summary[name] = {}
+        for kind, values in kinds.items():
+            median = statistics.median(values)
+            summary[name][kind] = {
+                "median_s": median,
+                "min_s": min(values),
+                "max_s": max(values),
+                "steps": values,
+                "ratio_to_data2vec": median / reference[kind],
+            }
+    return summary
+
+
+def setting_key(args: argparse.Namespace) -> str:
+    return (
+        f"{args.tag}|{args.model}|{args.batch}x{args.seconds:g}s|{args.device}|"
+        f"{args.precision}|{args.threads}thr"
+    )
+
+
+def write_results(key: str, entry: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    json_path = RESULTS / "pretrain_step.json"
+    everything = json.loads(json_path.read_text()) if json_path.exists() else {}
+    everything[key] = entry
+    json_path.write_text(json.dumps(everything, indent=2, sort_keys=True) + "\n")
+    (RESULTS / "pretrain_step.md").write_text(markdown(everything))
+
+
+def _median_range(stats: dict) -> str:
+    return f"{stats['median_s']:.3f} ({stats['min_s']:.3f}-{stats['max_s']:.3f})"
+
+
+def summary_by_setting(everything: dict) -> list[str]:
+    """One row per setting and tag: median CPU seconds per arm and the aqc / data2vec ratios."""
+    lines = [
+        "",
+        "## Summary (median CPU seconds per step; ratio to data2vec in brackets)",
+        "",
+        "| model | batch | threads | tag | data2vec | aqc | aqc_official |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(everything, key=lambda k: (k.split("|", 1)[1], k)):
+        setting, arms = everything[key]["setting"], everything[key]["arms"]
+        cells = []
+        for arm in ARMS:
+            cpu = arms.get(arm, {}).get("cpu")
+            cells.append(
+                "-" if cpu is None else f"{cpu['median_s']:.2f} (x{cpu['ratio_to_data2vec']:.2f})"
+            )
+        lines.append(
+            f"| {setting['model']} | {setting['batch']} x {setting['seconds']:g} s | "
+            f"{setting['threads']} | {setting['tag']} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def markdown(everything: dict) -> str:
+    lines = [
+        "# Pretraining step: data2vec vs data2vec-aqc (same model, same batch)",
+        "",
+        "Step = forward + backward + AdamW step + EMA/temperature update, no layer dropped. "
+        "Medians of the timed steps after warm-up, arms interleaved round-robin in one process: "
+        "wall seconds and process CPU seconds (on a shared machine, CPU seconds of a 1-thread "
+        "run are the steadier measure; wall time also counts waiting for a core). The aqc arms "
+        "get a pre-made augmented batch (augmentation runs in loader workers, not in the step). "
+        "Memory: each arm in a fresh subprocess; CPU = peak RSS growth during the steps "
+        "(activations, gradients, optimiser state), CUDA = max allocated.",
+        "",
+        "| tag | model | batch | device | precision | threads | arm | wall s (min-max) "
+        "| x data2vec | CPU s (min-max) | x data2vec | peak mem MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(everything):
+        entry = everything[key]
+        setting = entry["setting"]
+        for arm, stats in entry["arms"].items():
+            memory = entry.get("memory", {}).get(arm, {})
+            peak = memory.get("cuda_max_allocated_mib", memory.get("peak_rss_growth_mib"))
+            wall, cpu = stats["wall"], stats["cpu"]
+            lines.append(
+                f"| {setting['tag']} | {setting['model']} | {setting['batch']} x "
+                f"{setting['seconds']:g} s | {setting['device']} | {setting['precision']} | "
+                f"{setting['threads']} | {arm} | {_median_range(wall)} | "
+                f"{wall['ratio_to_data2vec']:.2f} | {_median_range(cpu)} | "
+                f"{cpu['ratio_to_data2vec']:.2f} | {'-' if peak is None else f'{peak:.0f}'} |"
+            )
+    lines += summary_by_setting(everything)
+    for key in sorted(everything):
+        profile = everything[key].get("profile")
+        if not profile:
+            continue
+        lines += ["", f"## Profile: {key}", ""]
+        for arm, result in profile.items():
+            regions = ", ".join(
+                f"{name} {seconds:.3f}"
+                for name, seconds in sorted(
+                    result["forward_regions_s_per_step"].items(), key=lambda item: -item[1]
+                )
+            )
+            lines += [f"**{arm}** forward regions (s/step, inclusive): {regions}", ""]
+            lines += ["| op | self s/step | calls |", "|---|---|---|"]
+            lines += [
+                f"| {op['op']} | {op['self_s_per_step']:.3f} | {op['calls']} |"
+                for op in result["top_ops"]
+            ]
+            lines.append("")
+    notes = [e["setting"].get("note") for e in everything.values() if e["setting"].get("note")]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in sorted(set(notes))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny", help="preset name (tiny, base, large) or path")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per arm")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per arm first")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory probe")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler of every arm")
+    parser.add_argument("--tag", default="current", help="label of this run in the results")
+    parser.add_argument("--note", default="", help="free text stored with the results")
+    parser.add_argument("--memory-probe", choices=ARMS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.batch, args.steps, args.threads, args.memory_steps) < 1 or args.seconds <= 0:
+        parser.error("--batch, --steps, --threads, --memory-steps and --seconds must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    if "data2vec" not in args.arms:
+        parser.error("the data2vec arm is the reference of the ratios; keep it in --arms")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda requested but CUDA is not available")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        print(json.dumps(probe_memory(args)))
+        return
+    device = torch.device(args.device)
+    arms = [build_arm(name, args, device) for name in args.arms]
+    batch = make_batch(args, device)
+    times = time_arms(arms, batch, args, device)
+    entry = {
+        "setting": {
+            "tag": args.tag,
+            "model": args.model,
+            "batch": args.batch,
+            "seconds": args.seconds,
+            "device": args.device,
+            "precision": args.precision,
+            "threads": args.threads,
+            "warmup": args.warmup,
+            "timed_steps": args.steps,
+            "note": args.note,
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "augmentation": "pre-made; runs in loader workers, not timed",
+        },
+        "arms": summarise(times),
+    }
+    if args.profile:
+        entry["profile"] = {arm.name: profile_arm(arm, batch, args, device) for arm in arms}
+    if not args.no_memory:
+        del arms
+        entry["memory"] = {name: memory_in_subprocess(name, args) for name in args.arms}
+    write_results(setting_key(args), entry)
+    for name, stats in entry["arms"].items():
+        wall, cpu = stats["wall"], stats["cpu"]
+        print(
+            f"{name}: median {wall['median_s']:.3f} s wall (x{wall['ratio_to_data2vec']:.2f}), "
+            f"{cpu['median_s']:.3f} s CPU (x{cpu['ratio_to_data2vec']:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

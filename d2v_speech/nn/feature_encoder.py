@@ -22,8 +22,8 @@ class ConvBlock(nn.Module):
     The convolution runs as one matmul over gathered windows in (B, T, C) layout, which is what
     LayerNorm over channels wants: no (B, C, T) <-> (B, T, C) transposes. On one CPU thread,
     forward + backward of the whole CNN on 4 s clips went from 1.60 to 0.62 s (tiny, 8 clips)
-    and from 4.96 to 2.21 s (BASE, 4 clips) against Conv1d with transposes. ``self.conv`` keeps the Conv1d weight
-    (and its state-dict keys); the results equal Conv1d's up to float rounding.
+    and from 4.96 to 2.21 s (BASE, 4 clips) against Conv1d with transposes. ``self.conv`` keeps
+    the Conv1d weight (and its state-dict keys); the results equal Conv1d's up to float rounding.
     """
 
     def __init__(

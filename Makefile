@@ -39,9 +39,15 @@ lint: setup
 corpus: setup
 	$(PY) -m d2v_speech.data.minicorpus --out $(CORPUS)
 
-# The main job on the embedded corpus: corpus -> CSVs -> tiny data2vec-aqc pretraining (CPU).
+# The main job on the embedded corpus: corpus -> CSVs -> tiny data2vec-aqc pretraining ->
+# CTC fine-tuning on the Libri-light-style 1 h split -> WER/CER on test-clean and test-other (CPU).
 # Re-running resumes an interrupted run; a finished run is left as it is.
+PRETRAINED := results/pretrain/aqc_tiny/1234
+FINETUNED := results/finetune/tiny_1h/1234
 demo: corpus
 	$(PY) -m d2v_speech.data.prepare --data_folder $(CORPUS) --save_folder $(PREPARED)
 	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/pretrain.py hparams/tiny/aqc.yaml
-	$(PY) -m d2v_speech.training.summarize results/pretrain/aqc_tiny/1234
+	$(PY) -m d2v_speech.training.summarize $(PRETRAINED)
+	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/finetune.py hparams/tiny/finetune_ctc.yaml \
+		--pretrained=$(PRETRAINED) --train_split=1h --output_folder=$(FINETUNED)
+	@cat $(FINETUNED)/results.md

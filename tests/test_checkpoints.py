@@ -3,11 +3,11 @@
 import argparse
 import datetime
 import json
-import re
 
 import pytest
 import torch
 import yaml
+from fairseq_layout import to_fairseq_key
 from hyperpyyaml import resolve_references
 from safetensors.torch import load_file
 from transformers import (
@@ -61,31 +61,6 @@ FAIRSEQ_MODEL_CFG = {
     "scale_factor": 0.3,
 }
 FAIRSEQ_TASK_CFG = {"_name": "audio_pretraining", "normalize": True, "data": "/nonexistent"}
-
-# anchors_compat A.4, read right to left: our (= HF) key -> fairseq key
-HF_TO_FAIRSEQ = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-    (
-        r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.",
-        r"feature_extractor.conv_layers.\1.2.1.",
-    ),
-    (r"feature_projection\.projection\.", "post_extract_proj."),
-    (r"feature_projection\.layer_norm\.", "layer_norm."),
-    (r"masked_spec_embed", "mask_emb"),
-    (r"encoder\.pos_conv_embed\.layers\.(\d+)\.conv\.", r"encoder.pos_conv.\1.0."),
-    (r"encoder\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-]
-
-
-def to_fairseq_key(key):
-    for pattern, replacement in HF_TO_FAIRSEQ:
-        if re.match(pattern, key):
-            return re.sub(pattern, replacement, key, count=1)
-    assert key.startswith(("encoder.layer_norm.", "encoder.layers.")), key
-    return key
 
 
 def hf_config(**overrides):

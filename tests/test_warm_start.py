@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 import yaml
+from fairseq_layout import to_fairseq_key
 from speechbrain.utils.checkpoints import Checkpointer
 from transformers import Data2VecAudioConfig, Data2VecAudioModel as HFData2VecAudioModel
 
@@ -38,22 +39,6 @@ FAIRSEQ_MODEL_CFG = {
     "conv_pos_groups": GROUPS,
     "layer_norm_first": False,
 }
-# Hugging Face key -> fairseq key (anchors_compat A.4)
-HF_TO_FAIRSEQ = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-    (
-        r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.",
-        r"feature_extractor.conv_layers.\1.2.1.",
-    ),
-    (r"feature_projection\.projection\.", "post_extract_proj."),
-    (r"feature_projection\.layer_norm\.", "layer_norm."),
-    (r"masked_spec_embed", "mask_emb"),
-    (r"encoder\.pos_conv_embed\.layers\.(\d+)\.conv\.", r"encoder.pos_conv.\1.0."),
-    (r"encoder\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-]
 # aqc heads for latent_vars=8, latent_groups=2, final_dim=8 on a 20-channel CNN
 AQC_HEAD_SHAPES = {
     "quantizer.vars": (1, 16, 4),
@@ -66,13 +51,6 @@ AQC_HEAD_SHAPES = {
     "contr_proj.weight": (8, HIDDEN),
     "contr_proj.bias": (8,),
 }
-
-
-def to_fairseq_key(key):
-    for pattern, replacement in HF_TO_FAIRSEQ:
-        if re.match(pattern, key):
-            return re.sub(pattern, replacement, key, count=1)
-    return key
 
 
 def encoder_config(**overrides):

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from d2v_speech.asr.data import CTCCollate, FixedUpdatesBatchSampler, fixed_subset, load_asr_dataset
 from d2v_speech.asr.vocabulary import LetterVocabulary, SentencePieceVocabulary
+from d2v_speech.data.batching import duration_batch_sampler
 
 logger = get_logger(__name__)
 
@@ -169,16 +169,7 @@ def build_training_sets(hparams: Mapping[str, Any], model: Any, world_size: int 
     )
     valid_set = _dataset(hparams, [valid_csv], model, sort=True)
     dev_loss_set = fixed_subset(valid_set, hparams["dev_loss_utterances"], hparams["seed"])
-    sampler = DynamicBatchSampler(
-        train_set,
-        max_batch_length=hparams["max_batch_seconds"],
-        num_buckets=hparams["num_buckets"],
-        length_func=lambda row: float(row["duration"]),
-        shuffle=True,
-        batch_ordering="random",
-        max_batch_ex=hparams.get("max_batch_utterances"),
-        seed=hparams["seed"],
-    )
+    sampler = duration_batch_sampler(train_set, hparams)
     updates_per_epoch = hparams.get("updates_per_epoch")
     if updates_per_epoch:
         batches = updates_per_epoch * hparams["grad_accumulation_factor"] * world_size

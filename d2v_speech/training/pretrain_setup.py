@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
+from d2v_speech.data.batching import duration_batch_sampler
 from d2v_speech.data.pipelines import CropCollate, PretrainAudioPipeline, load_pretrain_dataset
 
 logger = get_logger(__name__)
@@ -70,16 +70,7 @@ def build_pretraining_loaders(hparams: dict):
         min_duration=hparams["min_duration"],
         max_duration=hparams["max_duration"],
     )
-    sampler = DynamicBatchSampler(
-        train_set,
-        max_batch_length=hparams["max_batch_seconds"],
-        num_buckets=hparams["num_buckets"],
-        length_func=lambda row: float(row["duration"]),
-        shuffle=True,
-        batch_ordering="random",
-        max_batch_ex=hparams.get("max_batch_utterances"),
-        seed=hparams["seed"],
-    )
+    sampler = duration_batch_sampler(train_set, hparams)
     train_kwargs = {
         "batch_sampler": sampler,
         "collate_fn": hparams["train_collate"],

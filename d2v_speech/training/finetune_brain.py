@@ -32,6 +32,7 @@ from d2v_speech.asr.decoding import GreedyDecoder
 from d2v_speech.asr.evaluation import decode_dataset
 from d2v_speech.asr.scoring import score
 from d2v_speech.data.pipelines import SAMPLE_RATE
+from d2v_speech.training.recipe_brain import RecipeBrain
 from d2v_speech.training.step_log import JsonLinesLog, plot_training_curves
 
 logger = get_logger(__name__)
@@ -63,7 +64,7 @@ def tri_stage_schedule(
     )
 
 
-class FineTuneBrain(sb.Brain):
+class FineTuneBrain(RecipeBrain):
     """CTC fine-tuning (see module docstring).
 
     Expected hparams: `model` (CTCModel), `lr_scheduler` (called as `(optimizer, updates)`),
@@ -74,9 +75,6 @@ class FineTuneBrain(sb.Brain):
     def __init__(self, *args: Any, dev_loss_set: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.dev_loss_set = dev_loss_set
-        # SpeechBrain 1.1.2 keeps `--optimizer_step_limit=N` from the command line as a string
-        if isinstance(self.optimizer_step_limit, str):
-            self.optimizer_step_limit = int(self.optimizer_step_limit)
 
     @property
     def ctc_model(self):

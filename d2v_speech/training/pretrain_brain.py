@@ -18,14 +18,11 @@ import torch
 from speechbrain.utils.distributed import ddp_all_reduce, if_main_process
 from speechbrain.utils.logger import get_logger
 
+from d2v_speech.training.recipe_brain import RecipeBrain
 from d2v_speech.training.step_log import IntervalAverager, JsonLinesLog, plot_training_curves
 from d2v_speech.training.warm_start import quantizer_update_offset
 
 logger = get_logger(__name__)
-CKPT_INTERVAL_OPTIONS = (
-    ("ckpt_interval_steps", "ckpt_interval_minutes"),
-    ("ckpt_interval_minutes", "ckpt_interval_steps"),
-)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,22 +61,7 @@ def seed_step_generators(seed: int, rank: int, update: int, micro_step: int) -> 
     torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]))
 
 
-def _keep_command_line_ckpt_interval(hparams: dict | None, run_opts) -> dict | None:
-    """Hparams without the YAML's checkpoint interval when the command line sets the other one.
-
-    SpeechBrain exits when both `ckpt_interval_minutes` and `ckpt_interval_steps` are positive,
-    so `--ckpt_interval_steps=N` would otherwise clash with the YAML's `ckpt_interval_minutes`.
-    """
-    if hparams is None or run_opts is None:
-        return hparams
-    overridden = set(run_opts) if isinstance(run_opts, dict) else run_opts.overridden_args
-    for chosen, other in CKPT_INTERVAL_OPTIONS:
-        if chosen in overridden and other not in overridden and other in hparams:
-            hparams = {**hparams, other: 0}
-    return hparams
-
-
-class PretrainBrain(sb.Brain):
+class PretrainBrain(RecipeBrain):
     """Brain for self-supervised pretraining (see module docstring).
 
     Expected hparams: `seed`, `lr_scheduler` (called as `scheduler(optimizer, num_updates)`),
@@ -87,15 +69,6 @@ class PretrainBrain(sb.Brain):
     `curves_png` (null: no plot), `train_logger` (FileTrainLogger), optional `collapse_monitor`
     with `check(update, stats)`.
     """
-
-    def __init__(
-        self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None
-    ):
-        hparams = _keep_command_line_ckpt_interval(hparams, run_opts)
-        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
-        # SpeechBrain 1.1.2 keeps `--optimizer_step_limit=N` from the command line as a string
-        if isinstance(self.optimizer_step_limit, str):
-            self.optimizer_step_limit = int(self.optimizer_step_limit)
 
     def fit(self, epoch_counter, *args, **kwargs):
         self._epoch_counter = epoch_counter

@@ -18,6 +18,7 @@ import torch
 from speechbrain.utils.distributed import ddp_all_reduce, if_main_process
 from speechbrain.utils.logger import get_logger
 
+from d2v_speech.data.pipelines import SAMPLE_RATE
 from d2v_speech.training.recipe_brain import RecipeBrain
 from d2v_speech.training.step_log import IntervalAverager, JsonLinesLog, plot_training_curves
 from d2v_speech.training.warm_start import quantizer_update_offset
@@ -141,7 +142,7 @@ class PretrainBrain(RecipeBrain):
                 self.step,
             )
         outputs = self.modules.objective(wav, lengths, layer_keep=layer_keep, **views)
-        outputs["audio_seconds"] = float(lengths.sum()) / 16000.0
+        outputs["audio_seconds"] = float(lengths.sum()) / SAMPLE_RATE
         return outputs
 
     def compute_objectives(self, predictions, batch, stage):

@@ -10,7 +10,7 @@ CORPUS := data/MiniLibriSpeech
 PREPARED := results/prepared
 PYTEST_ARGS ?= -q
 
-.PHONY: setup test demo lint corpus clean-results
+.PHONY: setup test demo demo-swbd pretrain-tiny lint corpus
 
 setup: $(APT_STAMP) $(PIP_STAMP)
 
@@ -44,10 +44,22 @@ corpus: setup
 # Re-running resumes an interrupted run; a finished run is left as it is.
 PRETRAINED := results/pretrain/aqc_tiny/1234
 FINETUNED := results/finetune/tiny_1h/1234
-demo: corpus
+FINETUNED_SWBD := results/finetune/tiny_switchboard/1234
+
+pretrain-tiny: corpus
 	$(PY) -m d2v_speech.data.prepare --data_folder $(CORPUS) --save_folder $(PREPARED)
 	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/pretrain.py hparams/tiny/aqc.yaml
 	$(PY) -m d2v_speech.training.summarize $(PRETRAINED)
+
+demo: pretrain-tiny
 	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/finetune.py hparams/tiny/finetune_ctc.yaml \
 		--pretrained=$(PRETRAINED) --train_split=1h --output_folder=$(FINETUNED)
 	@cat $(FINETUNED)/results.md
+
+# Switchboard on the generated mini Switchboard (LDC layout, 8 kHz two-channel SPHERE): the
+# tiny pretrained model of `make demo` (pretrained first if missing) -> CTC fine-tuning on the
+# mini swb1 conversations -> WER on the Hub5'00-style swbd, callhome and eval2000 sets.
+demo-swbd: pretrain-tiny
+	OMP_NUM_THREADS=2 $(PY) recipes/Switchboard/finetune.py hparams/tiny/switchboard_ctc.yaml \
+		--pretrained=$(PRETRAINED) --output_folder=$(FINETUNED_SWBD)
+	@cat $(FINETUNED_SWBD)/results.md

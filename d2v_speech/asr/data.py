@@ -1,7 +1,9 @@
 """Labelled speech for CTC: datasets from prepared CSVs, checks, collate, and update-sized epochs.
 
 CSV columns are those of `d2v_speech.data.librispeech` (`ID,duration,wav,spk_id,wrd`); paths may
-use the `$data_root` (LibriSpeech) and `$ll_root` (Libri-light) placeholders.
+use the `$data_root` (LibriSpeech) and `$ll_root` (Libri-light) placeholders. CSVs that cut
+utterances out of long recordings (Switchboard: `start`, `stop` in samples at the file's rate,
+`channel` A/B) are read segment by segment and resampled to 16 kHz.
 
 Every transcript is checked against the vocabulary and every duration against the encoder's
 receptive field before training starts, so a bad corpus fails at once with a list of the
@@ -22,6 +24,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from d2v_speech.asr.vocabulary import count_characters
 from d2v_speech.data.pipelines import SAMPLE_RATE, normalize_waveform, read_mono_16k
+from d2v_speech.data.segments import read_segment, to_model_rate
 
 __all__ = [
     "AudioTooShortError",
@@ -107,6 +110,28 @@ class ASRAudioPipeline:
         return normalize_waveform(samples) if self.normalize else samples
 
 
+class SegmentAudioPipeline(ASRAudioPipeline):
+    """Dynamic item `id`, `wav`, `start`, `stop`, `channel` -> `sig` (S,) float32 at 16 kHz.
+
+    `start`/`stop` are samples at the file's own rate (8 kHz for Switchboard); the segment is
+    resampled to the model's 16 kHz after reading.
+    """
+
+    def __call__(self, utt_id: str, wav_path: str, start: str, stop: str, channel: str):
+        samples, rate = read_segment(wav_path, int(start), int(stop), channel)
+        samples = to_model_rate(torch.from_numpy(samples), rate)
+        if samples.shape[0] < self.min_samples:
+            raise AudioTooShortError(
+                f"utterance {utt_id} ({wav_path} [{start}, {stop})): {samples.shape[0]} samples "
+                f"at {SAMPLE_RATE} Hz, shorter than the encoder's receptive field "
+                f"({self.min_samples} samples)"
+            )
+        return normalize_waveform(samples) if self.normalize else samples
+
+
+SEGMENT_COLUMNS = ("start", "stop", "channel")
+
+
 class TextPipeline:
     """Dynamic item `wrd` -> `text` (normalised), `tokens` (U,) long, `chars` (int)."""
 
@@ -153,9 +178,16 @@ def load_asr_dataset(
     check_transcripts(rows, vocabulary, source)
     check_durations(rows, min_samples, source)
     dataset = DynamicItemDataset(rows)
-    dataset.add_dynamic_item(
-        takes("id", "wav")(provides("sig")(ASRAudioPipeline(normalize, min_samples)))
-    )
+    segmented = [all(c in row for c in SEGMENT_COLUMNS) for row in rows.values()]
+    if any(segmented) and not all(segmented):
+        raise ValueError(f"{source}: some rows have {SEGMENT_COLUMNS} columns and some do not")
+    if segmented[0]:
+        audio = takes("id", "wav", *SEGMENT_COLUMNS)(
+            provides("sig")(SegmentAudioPipeline(normalize, min_samples))
+        )
+    else:
+        audio = takes("id", "wav")(provides("sig")(ASRAudioPipeline(normalize, min_samples)))
+    dataset.add_dynamic_item(audio)
     dataset.add_dynamic_item(
         takes("wrd")(provides("text", "tokens", "chars")(TextPipeline(vocabulary)))
     )

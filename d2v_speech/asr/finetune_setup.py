@@ -33,6 +33,7 @@ __all__ = [
     "build_training_sets",
     "build_vocabulary",
     "prepare_finetuning_data",
+    "prepare_switchboard_data",
     "read_yaml_values",
 ]
 
@@ -121,8 +122,46 @@ def prepare_finetuning_data(hparams: Mapping[str, Any]) -> None:
         )
 
 
+#: the mini Switchboard a Switchboard recipe generates when it points there and it is missing
+MINI_SWITCHBOARD = os.path.join("data", "MiniSwitchboard")
+
+
+def prepare_switchboard_data(hparams: Mapping[str, Any]) -> None:
+    """Switchboard + Hub5'00 CSVs (main process); the mini Switchboard is generated if needed."""
+    from d2v_speech.data.switchboard import prepare_switchboard
+
+    data_folder = hparams["data_folder"]
+    if os.path.normpath(data_folder) == os.path.normpath(MINI_SWITCHBOARD):
+        from d2v_speech.data.mini_switchboard import generate_mini_switchboard
+
+        run_on_main(
+            generate_mini_switchboard,
+            kwargs={"out_dir": data_folder, **(hparams.get("mini_switchboard") or {})},
+        )
+    elif not os.path.isdir(data_folder):
+        raise FileNotFoundError(f"data_folder {data_folder} does not exist")
+    kwargs = {
+        "data_folder": data_folder,
+        "save_folder": hparams["prepared_folder"],
+        "train_hours": hparams.get("train_hours"),
+        "dev_conversations": hparams.get("dev_conversations"),
+        "seed": hparams.get("split_seed", 0),
+        "max_utt": hparams.get("max_utt", 300),
+        "exclude_dev_callers": hparams.get("exclude_dev_callers", True),
+        "min_duration": hparams.get("min_duration"),
+        "max_duration": hparams.get("max_duration"),
+        "skip_prep": hparams["skip_prep"],
+    }
+    run_on_main(prepare_switchboard, kwargs=kwargs)
+
+
 def _replacements(hparams: Mapping[str, Any]) -> dict[str, str]:
-    return {"data_root": hparams["data_folder"], "ll_root": hparams["librilight_folder"]}
+    """CSV path placeholders: $data_root and $swbd_root (the corpus), $ll_root (Libri-light)."""
+    return {
+        "data_root": hparams["data_folder"],
+        "swbd_root": hparams["data_folder"],
+        "ll_root": hparams.get("librilight_folder") or "",
+    }
 
 
 def train_csv(hparams: Mapping[str, Any]) -> str:
@@ -189,7 +228,9 @@ def build_training_sets(hparams: Mapping[str, Any], model: Any, world_size: int 
         train_csv(hparams),
         len(train_set),
         sum(float(train_set.data[i]["duration"]) for i in train_set.data_ids) / 3600,
-        f", 10-minute subset {hparams['subset_10m']}" if hparams["train_split"] == "10m" else "",
+        f", 10-minute subset {hparams['subset_10m']}"
+        if hparams.get("train_split") == "10m"
+        else "",
     )
     return train_set, valid_set, dev_loss_set, train_kwargs, valid_kwargs
 

@@ -39,17 +39,23 @@ class ErrorRates:
         return asdict(self)
 
 
-def score(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRates:
+def score(
+    references: Sequence[str], hypotheses: Sequence[str], allow_empty_references: bool = False
+) -> ErrorRates:
     """WER and CER over the whole set (errors summed over utterances / reference size).
 
-    Characters include the spaces between words, as jiwer counts them.
+    Characters include the spaces between words, as jiwer counts them. An empty reference is
+    an error unless `allow_empty_references` (NIST scoring of segments whose words are all
+    optional, e.g. only hesitations): then every hypothesis word there is an insertion.
     """
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     if not references:
         raise ValueError("cannot score an empty test set (no utterances)")
     empty = [index for index, ref in enumerate(references) if not ref.strip()]
-    if empty:
+    if len(empty) == len(references):
+        raise ValueError("every reference is empty; WER is undefined")
+    if empty and not allow_empty_references:
         raise ValueError(f"references {empty[:10]} are empty; WER is undefined for them")
     words = jiwer.process_words(list(references), list(hypotheses))
     chars = jiwer.process_characters(list(references), list(hypotheses))

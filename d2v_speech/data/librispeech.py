@@ -25,7 +25,6 @@ to catch damaged bodies, at the cost of reading the whole corpus.
 """
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from d2v_speech.data.corpus_scan import (
     merge_scans,
     scan_folder,
 )
+from d2v_speech.data.prep_state import read_json, update_json
 
 logger = get_logger(__name__)
 
@@ -60,26 +60,6 @@ SUMMARY_NAME = "prepare_summary.json"
 
 def _default_workers() -> int:
     return min(8, os.cpu_count() or 1)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def _update_json(path: Path, updates: dict) -> None:
-    """Merge ``updates`` into the JSON object stored at ``path``."""
-    content = _read_json(path)
-    content.update(updates)
-    _write_atomic(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -125,7 +105,7 @@ def _warn(csv_name: str, problems: list[Problem]) -> None:
 def _is_fresh(save_folder: Path, csv_name: str, options: dict, force: bool) -> bool:
     if force or not (save_folder / csv_name).exists():
         return False
-    return _read_json(save_folder / OPTIONS_NAME).get(csv_name) == options
+    return read_json(save_folder / OPTIONS_NAME).get(csv_name) == options
 
 
 def _finish(save_folder: Path, outputs: dict[str, tuple[ScanResult, dict]]) -> dict[str, dict]:
@@ -144,13 +124,13 @@ def _finish(save_folder: Path, outputs: dict[str, tuple[ScanResult, dict]]) -> d
             len(scan.problems),
         )
     if summaries:
-        _update_json(save_folder / SUMMARY_NAME, summaries)
-        _update_json(save_folder / OPTIONS_NAME, {k: v[1] for k, v in outputs.items()})
+        update_json(save_folder / SUMMARY_NAME, summaries)
+        update_json(save_folder / OPTIONS_NAME, {k: v[1] for k, v in outputs.items()})
     return summaries
 
 
 def _result(save_folder: Path, csv_names: list[str], prepared: dict, missing: list[str]) -> dict:
-    stored = _read_json(save_folder / SUMMARY_NAME)
+    stored = read_json(save_folder / SUMMARY_NAME)
     csvs = {name: prepared.get(name, stored.get(name, {})) for name in csv_names}
     return {
         "save_folder": str(save_folder),

@@ -258,7 +258,8 @@ def _render_all(
     return num_samples
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so readers never see half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
     temporary.write_text(text, encoding="utf-8")
@@ -275,7 +276,7 @@ def _write_transcripts(utterances: list[Utterance], staging: Path) -> None:
     for (folder, speaker_id, chapter), members in chapters.items():
         lines = [f"{u.utterance_id} {u.text}\n" for u in sorted(members, key=lambda u: u.number)]
         name = f"{speaker_id}-{chapter}.trans.txt"
-        _write_text_atomic(staging / folder / str(speaker_id) / str(chapter) / name, "".join(lines))
+        write_text_atomic(staging / folder / str(speaker_id) / str(chapter) / name, "".join(lines))
 
 
 def _folder_stats(members: list[Utterance], num_samples: list[int]) -> dict:
@@ -339,30 +340,39 @@ def _settings(
     }
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None if it is missing or unreadable."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def _json_text(data: dict) -> str:
+def json_text(data: dict) -> str:
+    """``data`` as stable JSON text (sorted keys, indented, final newline)."""
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def is_stamped(
+    out_dir: Path, settings: dict, stamp_name: str, owned_entries: tuple[str, ...]
+) -> bool:
+    """True if ``out_dir/stamp_name`` records ``settings`` and every owned entry exists."""
+    out_dir = Path(out_dir)
+    if read_json(out_dir / stamp_name) != settings:
+        return False
+    return all((out_dir / entry).exists() for entry in owned_entries)
 
 
 def is_complete(out_dir: Path, settings: dict) -> bool:
     """True if ``out_dir`` holds a finished corpus generated with exactly ``settings``."""
-    out_dir = Path(out_dir)
-    if _read_json(out_dir / STAMP_NAME) != settings:
-        return False
-    return all((out_dir / entry).exists() for entry in OWNED_ENTRIES)
+    return is_stamped(out_dir, settings, STAMP_NAME, OWNED_ENTRIES)
 
 
 @contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
+def exclusive(out_dir: Path, lock_name: str) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` so concurrent callers (e.g. DDP ranks) take turns."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / LOCK_NAME, "a") as handle:
+    with open(out_dir / lock_name, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -370,26 +380,32 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _open_staging(staging: Path, settings: dict, force: bool) -> None:
+def open_staging(staging: Path, settings: dict, force: bool) -> None:
     """Reuse a staging folder left by an interrupted run with the same settings, else start anew."""
     marker = staging / "settings.json"
-    if staging.exists() and (force or _read_json(marker) != settings):
+    if staging.exists() and (force or read_json(marker) != settings):
         shutil.rmtree(staging)
     staging.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(marker, _json_text(settings))
+    write_text_atomic(marker, json_text(settings))
 
 
-def _publish(staging: Path, out_dir: Path, settings: dict) -> None:
-    """Move the staged corpus into place, replacing what a previous run left; stamp it last."""
-    (out_dir / STAMP_NAME).unlink(missing_ok=True)
-    for entry in OWNED_ENTRIES:
+def publish(
+    staging: Path,
+    out_dir: Path,
+    settings: dict,
+    stamp_name: str,
+    owned_entries: tuple[str, ...],
+) -> None:
+    """Move the staged entries into place, replacing what a previous run left; stamp it last."""
+    (out_dir / stamp_name).unlink(missing_ok=True)
+    for entry in owned_entries:
         target = out_dir / entry
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
         os.replace(staging / entry, target)
-    _write_text_atomic(out_dir / STAMP_NAME, _json_text(settings))
+    write_text_atomic(out_dir / stamp_name, json_text(settings))
     shutil.rmtree(staging)
 
 
@@ -421,11 +437,11 @@ def generate_corpus(
         logger.info(
             "Embedded corpus in %s is complete with these settings; nothing to do.", out_dir
         )
-        return _read_json(out_dir / "corpus.json") or {}
-    with _exclusive(out_dir):
+        return read_json(out_dir / "corpus.json") or {}
+    with exclusive(out_dir, LOCK_NAME):
         # Another process may have finished the same corpus while this one waited for the lock.
         if not force and is_complete(out_dir, settings):
-            return _read_json(out_dir / "corpus.json") or {}
+            return read_json(out_dir / "corpus.json") or {}
         return _generate(out_dir, utterances, settings, seed, jobs, force, progress)
 
 
@@ -441,7 +457,7 @@ def _generate(
     """Render, write transcripts and manifests into staging, then publish (lock held)."""
     started = time.perf_counter()
     staging = out_dir / STAGING_NAME
-    _open_staging(staging, settings, force)
+    open_staging(staging, settings, force)
     num_samples = _render_all(utterances, staging, seed, jobs, progress)
     missing = [u.relative_path for u in utterances if not (staging / u.relative_path).exists()]
     if missing:
@@ -457,8 +473,8 @@ def _generate(
     speakers = list({u.speaker.speaker_id: u.speaker for u in utterances}.values())
     write_speaker_table(speakers, splits_of, staging / "speakers.csv")
     summary = summarize(utterances, num_samples, settings)
-    _write_text_atomic(staging / "corpus.json", _json_text(summary))
-    _publish(staging, out_dir, settings)
+    write_text_atomic(staging / "corpus.json", json_text(summary))
+    publish(staging, out_dir, settings, STAMP_NAME, OWNED_ENTRIES)
     logger.info(
         "Generated %.2f h (%d utterances) in %s in %.1f s.",
         summary["total_hours"],

@@ -15,20 +15,10 @@ The test results (best dev-WER checkpoint) go to <output_folder>/results.{json,m
 import sys
 
 import speechbrain as sb
-import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import if_main_process
 
-from d2v_speech.asr.decoding import GreedyDecoder
-from d2v_speech.asr.evaluation import evaluate_sets
-from d2v_speech.asr.finetune_setup import (
-    apply_split_settings,
-    build_test_sets,
-    build_training_sets,
-    build_vocabulary,
-    prepare_finetuning_data,
-)
-from d2v_speech.training.finetune_brain import FineTuneBrain
+from d2v_speech.asr.finetune_run import finetune_and_score
+from d2v_speech.asr.finetune_setup import apply_split_settings, prepare_finetuning_data
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
@@ -46,39 +36,4 @@ if __name__ == "__main__":
         "train_split": hparams["train_split"],
         "subset_10m": hparams["subset_10m"] if hparams["train_split"] == "10m" else None,
     }
-    model = hparams["ctc_model"](vocabulary=build_vocabulary(hparams), info=run_info)
-    hparams["model"] = model
-    hparams["checkpointer"].add_recoverable("model", model)
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    train_set, valid_set, dev_loss_set, train_kwargs, valid_kwargs = build_training_sets(
-        hparams, model, world
-    )
-
-    brain = FineTuneBrain(
-        modules={"encoder": model.encoder, "head": model.head},
-        opt_class=hparams["optimizer"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-        dev_loss_set=dev_loss_set,
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_set,
-        valid_set,
-        train_loader_kwargs=train_kwargs,
-        valid_loader_kwargs=valid_kwargs,
-    )
-
-    # score the checkpoint with the lowest dev WER
-    brain.checkpointer.recover_if_possible(min_key="WER")
-    if if_main_process():
-        evaluate_sets(
-            model,
-            build_test_sets(hparams, model),
-            GreedyDecoder(model.vocabulary),
-            hparams["output_folder"],
-            brain.device,
-            hparams["test_batch_size"],
-            info={**model.info, "decoder": "greedy", "checkpoint": str(hparams["save_folder"])},
-        )
+    finetune_and_score(hparams, run_opts, run_info)

@@ -54,6 +54,20 @@ def test_empty_sets_and_references_are_refused():
         score(["A", " "], ["A", "B"])
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         score(["A", "B"], ["A"])
+    with pytest.raises(ValueError, match="every reference is empty"):
+        score(["", " "], ["A", "B"], allow_empty_references=True)
+
+
+def test_empty_references_count_insertions_when_allowed():
+    references = ["THE CAT SAT", "", "HELLO"]
+    hypotheses = ["THE CAT", "UM YES", "HELLO"]
+    rates = score(references, hypotheses, allow_empty_references=True)
+    word_errors = sum(edit_distance(r.split(), h.split()) for r, h in zip(references, hypotheses))
+    assert rates.words == 4
+    assert rates.word_insertions == 2 and rates.word_deletions == 1
+    assert rates.wer == pytest.approx(100 * word_errors / 4)
+    char_errors = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
+    assert rates.cer == pytest.approx(100 * char_errors / (len("THE CAT SAT") + len("HELLO")))
 
 
 def test_result_files(tmp_path):

@@ -101,9 +101,9 @@ def test_hugging_face_ctc_directory_decodes_like_transformers(tmp_path):
     assert model.vocabulary == LetterVocabulary()
 
 
-def pretraining_recipe_checkpoint(out):
+def pretraining_recipe_checkpoint(out, **config_overrides):
     """An output folder of our pretraining recipe: hyperparams.yaml + save/CKPT+*/objective.ckpt."""
-    config = micro_config()
+    config = micro_config(**config_overrides)
     folder = out / "save" / "CKPT+2024-01-01+00-00-00+00"
     folder.mkdir(parents=True)
     objective = Data2VecObjective(Data2VecAudioModel(config), average_top_k_layers=1)
@@ -147,6 +147,21 @@ def test_fine_tuning_starts_from_pretraining_checkpoints_or_scratch(tmp_path):
     for key, value in model.encoder.model.state_dict().items():
         assert torch.equal(value, state[f"model.{key}"]), key
     assert model.normalize is True and model.info["pretrained"] == str(pretraining)
+    # a (post-LN) run through the Hugging Face converter, the CLI a user runs, starts the same
+    post_ln = pretraining_recipe_checkpoint(tmp_path / "pretrain_post_ln", layer_norm_first=False)
+    hf_dir = tmp_path / "hf_export"
+    subprocess.run(
+        [sys.executable, "-m", "d2v_speech.checkpoints", "convert", str(post_ln), str(hf_dir)],
+        check=True,
+        capture_output=True,
+    )
+    direct, from_hf = (
+        build_ctc_model(source, letters, encoder_overrides={"dropout": 0.0}, mask_channel_length=4)
+        for source in (post_ln, hf_dir)
+    )
+    assert from_hf.config == direct.config and from_hf.normalize is True
+    for key, value in direct.encoder.model.state_dict().items():
+        assert torch.equal(from_hf.encoder.model.state_dict()[key], value), key
     scratch = build_ctc_model("none", letters, model_preset="tiny", mask_channel_length=4)
     assert scratch.config.layer_norm_first and scratch.config.embed_dim == 256
     # continuing from one of our fine-tuned models keeps its encoder, with a fresh head

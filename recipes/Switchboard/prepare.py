@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Prepare Switchboard-1 (ms98) and Hub5'00 as SpeechBrain CSVs.
+
+    python recipes/Switchboard/prepare.py --data_folder data/MiniSwitchboard \
+        --save_folder results/swbd_prepared [--train_hours 30] [--force]
+
+See d2v_speech.data.switchboard and docs/switchboard.md.
+"""
+
+import sys
+
+from d2v_speech.data.switchboard import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

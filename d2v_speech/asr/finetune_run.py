@@ -23,13 +23,15 @@ __all__ = ["finetune_and_score"]
 
 def finetune_and_score(
     hparams: dict[str, Any],
-    run_opts: Mapping[str, Any],
+    run_opts: Any,
     run_info: Mapping[str, Any],
     score_normalizer: Callable[[str], str] | None = None,
 ) -> dict | None:
     """Fine-tune `hparams["ctc_model"]`, then score; returns {set: ErrorRates} on the main process.
 
     `run_info` (train split, subset, ...) is saved inside the model and in the result files.
+    `run_opts` must be SpeechBrain's own `RunOptions` from `parse_arguments`: as a plain dict
+    its unset options (None) would override the YAML's (e.g. `optimizer_step_limit`).
     """
     model = hparams["ctc_model"](vocabulary=build_vocabulary(hparams), info=dict(run_info))
     hparams["model"] = model
@@ -42,7 +44,7 @@ def finetune_and_score(
         modules={"encoder": model.encoder, "head": model.head},
         opt_class=hparams["optimizer"],
         hparams=hparams,
-        run_opts=dict(run_opts),
+        run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
         dev_loss_set=dev_loss_set,
     )

@@ -21,7 +21,12 @@ REPO = Path(__file__).resolve().parents[2]
 def run(args, cwd=REPO):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a run that ignores its update limit fails instead of hanging
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -42,7 +47,7 @@ def test_finetune_then_evaluate(tiny_corpus, tmp_path):
             f"--data_folder={tiny_corpus}",
             f"--model_preset={preset}",
             f"--output_folder={out}",
-            "--optimizer_step_limit=4",
+            "--max_update=4",  # the YAML limit (split settings overridden), not the run option
             "--updates_per_epoch=2",
             "--dev_loss_interval=2",
             "--log_interval=1",

@@ -50,13 +50,15 @@ def test_finetune_prints_swbd_callhome_and_eval2000(mini_switchboard, tmp_path):
         f"--model_preset={preset}",
         f"--output_folder={out}",
         "--dev_conversations=1",
-        "--optimizer_step_limit=3",
+        "--max_update=3",
         "--updates_per_epoch=3",
         "--num_workers=0",
         "--noprogressbar",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(list(map(str, command)), cwd=REPO, env=env, capture_output=True)
+    result = subprocess.run(
+        list(map(str, command)), cwd=REPO, env=env, capture_output=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
 
     results = json.loads((out / "results.json").read_text())

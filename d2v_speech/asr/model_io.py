@@ -38,6 +38,7 @@ from d2v_speech.checkpoints import (
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.presets import load_model_config
+from d2v_speech.nn.transformer import EncoderLayer, init_transformer_weights
 
 logger = get_logger(__name__)
 
@@ -218,6 +219,20 @@ def _hf_do_normalize(path: Path) -> bool | None:
 
 
 # ---------------------------------------------------------------------------- building
+def reinitialize_top_layers(encoder: Data2VecAudioModel, count: int) -> None:
+    """Fresh weights for the top `count` Transformer layers (and a pre-LN final LayerNorm)."""
+    layers = encoder.encoder.layers
+    if not 0 <= count <= len(layers):
+        raise ValueError(f"reinit_top_layers={count}: the encoder has {len(layers)} layers")
+    if count == 0:
+        return
+    for index in range(len(layers) - count, len(layers)):
+        layers[index] = EncoderLayer(encoder.config)
+        init_transformer_weights(layers[index])
+    if encoder.config.layer_norm_first:
+        encoder.encoder.layer_norm.reset_parameters()
+
+
 def build_ctc_model(
     pretrained: str | Path | None,
     vocabulary: Any,
@@ -225,6 +240,7 @@ def build_ctc_model(
     encoder_overrides: Mapping[str, Any] | None = None,
     normalize: bool | None = None,
     info: Mapping[str, Any] | None = None,
+    reinit_top_layers: int = 0,
     **ctc_kwargs: Any,
 ) -> CTCModel:
     """A `CTCModel` with a fresh head over a pretrained (or random) encoder.
@@ -243,6 +259,9 @@ def build_ctc_model(
         Waveform normalisation; None follows the pretrained checkpoint (True when unknown).
     info : dict, optional
         Provenance stored in the model (train split, pretrained source, ...).
+    reinit_top_layers : int
+        Transformer layers, counted from the top, given fresh weights before fine-tuning (the
+        top of a pretrained encoder is specialised to its pretraining targets).
     **ctc_kwargs
         `CTCModel` arguments (final_dropout, freeze_transformer_updates, masking).
     """
@@ -267,6 +286,7 @@ def build_ctc_model(
             )
             encoder = checkpoint.build_encoder()
             source_normalize = checkpoint.normalize
+    reinitialize_top_layers(encoder, reinit_top_layers)
     if normalize is None:
         normalize = True if source_normalize is None else source_normalize
     elif source_normalize is not None and normalize != source_normalize:

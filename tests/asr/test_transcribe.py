@@ -182,3 +182,28 @@ def test_transcribe_is_a_lazy_package_attribute():
     assert result.stdout.split() == ["True", "d2v_speech.asr.transcribe"], result.stderr
     with pytest.raises(AttributeError, match="no attribute 'transcribes'"):
         d2v_speech.transcribes  # noqa: B018
+
+
+def test_reinit_top_layers_keeps_the_rest_of_the_pretrained_encoder(tmp_path):
+    pretraining = pretraining_recipe_checkpoint(tmp_path / "pretrain", num_layers=3)
+    state = torch.load(next((pretraining / "save").iterdir()) / "objective.ckpt")
+    letters = LetterVocabulary()
+    # pretrained weights that fresh initialisation cannot produce (bias 0.5 everywhere)
+    for key in state:
+        if key.endswith(".bias"):
+            state[key] = torch.full_like(state[key], 0.5)
+    torch.save(state, next((pretraining / "save").iterdir()) / "objective.ckpt")
+    model = build_ctc_model(pretraining, letters, reinit_top_layers=1, mask_channel_length=4)
+    encoder = model.encoder.model.state_dict()
+    for key, value in encoder.items():
+        pretrained = state[f"model.{key}"]
+        if key.startswith("encoder.layers.2.") or key.startswith("encoder.layer_norm."):
+            if key.endswith(".bias"):
+                assert torch.equal(value, torch.zeros_like(value)), key
+        else:
+            assert torch.equal(value, pretrained), key
+    fresh = encoder["encoder.layers.2.attention.q_proj.weight"]
+    assert abs(float(fresh.std()) - 0.02) < 0.004  # fairseq's N(0, 0.02)
+    assert torch.equal(encoder["encoder.layer_norm.weight"], torch.ones(32))
+    with pytest.raises(ValueError, match="reinit_top_layers=4: the encoder has 3 layers"):
+        build_ctc_model(pretraining, letters, reinit_top_layers=4, mask_channel_length=4)

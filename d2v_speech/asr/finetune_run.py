@@ -16,7 +16,7 @@ from speechbrain.utils.distributed import if_main_process
 from d2v_speech.asr.decoding import GreedyDecoder
 from d2v_speech.asr.evaluation import evaluate_sets
 from d2v_speech.asr.finetune_setup import build_test_sets, build_training_sets, build_vocabulary
-from d2v_speech.training.finetune_brain import FineTuneBrain
+from d2v_speech.training.finetune_brain import FineTuneBrain, best_checkpoint_metric
 
 __all__ = ["finetune_and_score"]
 
@@ -55,8 +55,8 @@ def finetune_and_score(
         train_loader_kwargs=train_kwargs,
         valid_loader_kwargs=valid_kwargs,
     )
-    # score the checkpoint with the lowest dev WER
-    brain.checkpointer.recover_if_possible(min_key="WER")
+    # score the checkpoint with the lowest dev WER (or CER, see best_checkpoint_metric)
+    brain.checkpointer.recover_if_possible(min_key=best_checkpoint_metric(hparams))
     if not if_main_process():
         return None
     return evaluate_sets(

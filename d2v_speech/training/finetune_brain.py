@@ -40,6 +40,19 @@ logger = get_logger(__name__)
 __all__ = ["FineTuneBrain", "tri_stage_schedule"]
 
 
+def best_checkpoint_metric(hparams: Any) -> str:
+    """The dev metric whose lowest value picks the checkpoint to keep and score: WER or CER.
+
+    WER is the fork's choice; CER is for short runs whose WER stays near 100 %, where WER
+    differences are noise and would pick an early checkpoint.
+    """
+    values = hparams if isinstance(hparams, dict) else vars(hparams)
+    metric = values.get("best_checkpoint_metric", "WER")
+    if metric not in ("WER", "CER"):
+        raise ValueError(f"best_checkpoint_metric must be WER or CER, got {metric!r}")
+    return metric
+
+
 def tri_stage_schedule(
     lr: float,
     total_updates: int,
@@ -211,7 +224,7 @@ class FineTuneBrain(RecipeBrain):
             )
             self.checkpointer.save_and_keep_only(
                 meta={**stats, "updates": self.optimizer_step},
-                min_keys=["WER"],
+                min_keys=[best_checkpoint_metric(self.hparams)],
                 num_to_keep=1,
                 keep_recent=True,
             )

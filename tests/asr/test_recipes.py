@@ -62,10 +62,10 @@ def test_finetune_then_evaluate(tiny_corpus, tmp_path):
     steps = [json.loads(line) for line in (out / "train_steps.jsonl").read_text().splitlines()]
     assert [r["update"] for r in steps if "dev_subset_nats_per_char" in r] == [1, 2, 4]
     assert [r["epoch"] for r in steps if "valid_WER" in r] == [1, 2]
-    # the tiny YAML keeps (and scores) the checkpoint with the lowest dev CER, plus the newest
+    # the tiny YAML keeps (and scores) the checkpoint with the lowest dev loss, plus the newest
     kept = [yaml.safe_load(f.read_text()) for f in (out / "save").glob("CKPT+*/CKPT.yaml")]
-    best_cer = min(r["valid_CER"] for r in steps if "valid_CER" in r)
-    assert any(ckpt["CER"] == pytest.approx(best_cer) for ckpt in kept)
+    best = min(r["valid_nats_per_char"] for r in steps if "valid_nats_per_char" in r)
+    assert any(ckpt["nats_per_char"] == pytest.approx(best) for ckpt in kept)
     assert max(ckpt["updates"] for ckpt in kept) == 4
     assert (out / "training_curves.png").stat().st_size > 0
     prepared = json.loads((out / "prepared" / "prepare_options.json").read_text())

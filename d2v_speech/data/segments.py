@@ -14,12 +14,7 @@ import torch
 import torchaudio
 
 from d2v_speech.data.pipelines import SAMPLE_RATE, AudioReadError
-from d2v_speech.data.sphere import (
-    CHANNEL_INDEX,
-    SPHERE_MAGIC,
-    read_sphere_header,
-    read_sphere_segment as _read_sphere_segment,
-)
+from d2v_speech.data.sphere import CHANNEL_INDEX, SPHERE_MAGIC, SphereError, check_decodable
 
 
 def _is_sphere(path: str) -> bool:
@@ -28,29 +23,36 @@ def _is_sphere(path: str) -> bool:
 
 
 def read_segment(path: str, start: int, stop: int, channel: str) -> tuple[np.ndarray, int]:
-    """Samples [start, stop) (at the file's rate) of channel A/B: (float32 (S,), sample rate)."""
+    """Samples [start, stop) (at the file's rate) of channel A/B: (float32 (S,), sample rate).
+
+    Errors name the file: SphereError for SPHERE files (shorten-compressed ones are refused
+    from the header, with the remedy), AudioReadError for other formats.
+    """
     try:
         is_sphere = _is_sphere(path)
     except OSError as err:
         raise AudioReadError(f"{path}: cannot open ({err})") from err
+    error = SphereError if is_sphere else AudioReadError
     if is_sphere:
-        samples = _read_sphere_segment(path, start, stop, channel)
-        return samples, int(read_sphere_header(path)["sample_rate"])
+        check_decodable(path)
     if channel not in CHANNEL_INDEX:
-        raise AudioReadError(
-            f"{path}: channel {channel!r}, expected one of {sorted(CHANNEL_INDEX)}"
-        )
+        raise error(f"{path}: channel {channel!r}, expected one of {sorted(CHANNEL_INDEX)}")
+    if not 0 <= start < stop:
+        raise error(f"{path}: empty or negative segment [{start}, {stop})")
     try:
         samples, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for broken files
-        raise AudioReadError(f"{path}: cannot decode audio ({err})") from err
+        raise error(f"{path}: cannot decode audio ({err})") from err
     index = CHANNEL_INDEX[channel]
     if index >= samples.shape[1]:
-        raise AudioReadError(
-            f"{path}: channel {channel} requested but the file has {samples.shape[1]}"
+        raise error(
+            f"{path}: channel {channel} requested but the file has {samples.shape[1]} channel(s)"
         )
     if samples.shape[0] < stop - start:
-        raise AudioReadError(f"{path}: segment [{start}, {stop}) runs past the end of the file")
+        raise error(
+            f"{path}: segment [{start}, {stop}) runs past the end of the file "
+            f"({start + samples.shape[0]} samples)"
+        )
     return samples[:, index], rate
 
 

@@ -1,9 +1,9 @@
-"""NIST SPHERE files (Switchboard, Hub5'00): header parsing, shorten detection, segment reads.
+"""NIST SPHERE files (Switchboard, Hub5'00): header parsing, shorten detection, writing.
 
 libsndfile (through soundfile) decodes plain PCM, mu-law and A-law SPHERE files, with sample
 offsets, but not the shorten-compressed ("embedded-shorten") variant that some LDC copies
 use. Those are caught from the header, before any decoding, with an error naming the file
-and the remedy.
+and the remedy. Segments are read by `d2v_speech.data.segments.read_segment`.
 """
 
 from __future__ import annotations
@@ -69,29 +69,6 @@ def check_decodable(path: str) -> dict[str, int | str]:
             "LDC), and point the preparation at the converted copy."
         )
     return header
-
-
-def read_sphere_segment(path: str, start: int, stop: int, channel: str) -> np.ndarray:
-    """Samples [start, stop) of channel "A" (0) or "B" (1): float32 (S,) at the file's rate."""
-    header = check_decodable(path)
-    if channel not in CHANNEL_INDEX:
-        raise SphereError(f"{path}: channel {channel!r}, expected one of {sorted(CHANNEL_INDEX)}")
-    index = CHANNEL_INDEX[channel]
-    channels = int(header.get("channel_count", 1))
-    if index >= channels:
-        raise SphereError(f"{path}: channel {channel} requested but the file has {channels}")
-    if not 0 <= start < stop:
-        raise SphereError(f"{path}: empty or negative segment [{start}, {stop})")
-    try:
-        samples, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises several types for broken files
-        raise SphereError(f"{path}: cannot decode audio ({err})") from err
-    if samples.shape[0] < stop - start:
-        raise SphereError(
-            f"{path}: segment [{start}, {stop}) runs past the end of the file "
-            f"({start + samples.shape[0]} samples)"
-        )
-    return samples[:, index]
 
 
 def write_sphere(path: str | Path, samples: np.ndarray, sample_rate: int, coding: str = "ULAW"):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from d2v_speech.data.sphere import SphereError, read_sphere_segment, write_sphere
+from d2v_speech.data.segments import read_segment
+from d2v_speech.data.sphere import SphereError, write_sphere
 from d2v_speech.data.switchboard import (
     OPTIONS_NAME,
     SUMMARY_NAME,
@@ -177,7 +178,7 @@ def test_segments_read_back_the_right_samples(corpus, prepared):
     for row in (r for r in rows if r["ID"].startswith("sw2001")):
         path = row["wav"].replace("$swbd_root", str(corpus))
         start, stop = int(row["start"]), int(row["stop"])
-        segment = read_sphere_segment(path, start, stop, row["channel"])
+        segment, _ = read_segment(path, start, stop, row["channel"])
         np.testing.assert_array_equal(segment, full[start:stop, "AB".index(row["channel"])])
 
 

@@ -38,7 +38,13 @@ from d2v_speech.data.corpus_scan import (
     merge_scans,
     scan_folder,
 )
-from d2v_speech.data.prep_state import read_json, update_json
+from d2v_speech.data.prep_state import (
+    OPTIONS_NAME,
+    SUMMARY_NAME,
+    read_json,
+    store_summaries,
+    update_json,
+)
 
 logger = get_logger(__name__)
 
@@ -54,8 +60,6 @@ LIBRISPEECH_SPLITS = (
 )
 DEFAULT_SPLITS = ("train-clean-100", "dev-clean", "dev-other", "test-clean", "test-other")
 LIBRILIGHT_10M_SUBSETS = 6
-OPTIONS_NAME = "prepare_options.json"
-SUMMARY_NAME = "prepare_summary.json"
 
 
 def _default_workers() -> int:
@@ -116,16 +120,13 @@ def _finish(save_folder: Path, outputs: dict[str, tuple[ScanResult, dict]]) -> d
         write_csv(scan.rows, csv_path)
         _warn(csv_name, scan.problems)
         summaries[csv_name] = _split_summary(csv_path, scan, options)
-        logger.info(
-            "%s: %d utterances, %.2f h, %d problems",
-            csv_name,
-            summaries[csv_name]["utterances"],
-            summaries[csv_name]["hours"],
-            len(scan.problems),
-        )
-    if summaries:
-        update_json(save_folder / SUMMARY_NAME, summaries)
-        update_json(save_folder / OPTIONS_NAME, {k: v[1] for k, v in outputs.items()})
+    store_summaries(
+        save_folder,
+        summaries,
+        {name: options for name, (_, options) in outputs.items()},
+        {name: len(scan.problems) for name, (scan, _) in outputs.items()},
+        logger,
+    )
     return summaries
 
 

@@ -16,13 +16,11 @@ from pathlib import Path
 from speechbrain.utils.logger import get_logger
 
 from d2v_speech.data.corpus_scan import Problem
-from d2v_speech.data.prep_state import read_json, update_json
+from d2v_speech.data.prep_state import OPTIONS_NAME, SUMMARY_NAME, read_json, store_summaries
 from d2v_speech.data.switchboard_rows import CSV_COLUMNS, Rows
 
 logger = get_logger(__name__)
 
-OPTIONS_NAME = "prepare_options.json"
-SUMMARY_NAME = "prepare_summary.json"
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -77,14 +75,11 @@ def write_outputs(
         write_csv(rows.rows, save_folder / csv_name)
         _log_problems(csv_name, rows.problems)
         summaries[csv_name] = _summary(save_folder, csv_name, rows, options, extra)
-        logger.info(
-            "%s: %d utterances, %.2f h, %d problems",
-            csv_name,
-            summaries[csv_name]["utterances"],
-            summaries[csv_name]["hours"],
-            len(rows.problems),
-        )
-    if summaries:
-        update_json(save_folder / SUMMARY_NAME, summaries)
-        update_json(save_folder / OPTIONS_NAME, {k: v[1] for k, v in outputs.items()})
+    store_summaries(
+        save_folder,
+        summaries,
+        {name: options for name, (_, options, _) in outputs.items()},
+        {name: len(rows.problems) for name, (rows, _, _) in outputs.items()},
+        logger,
+    )
     return summaries

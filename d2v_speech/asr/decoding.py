@@ -1,19 +1,25 @@
-"""CTC decoding: greedy (best path) and beam search with an optional KenLM n-gram LM.
+"""CTC decoding: greedy (best path), lexicon beam search with a KenLM word n-gram LM, and
+SpeechBrain's lexicon-free prefix beam search.
 
-Beam search uses SpeechBrain's `CTCPrefixBeamSearcher`. An n-gram LM (ARPA or KenLM binary)
-needs `pip install kenlm pygtrie` (kenlm is built from source by pip; neither is in
-requirements.txt). `pyctcdecode` is not used: its release pins numpy < 2, which conflicts with
-this project's numpy.
+- `GreedyDecoder`: argmax per frame, repeats merged, blanks dropped.
+- `LexiconDecoder`: the decoder of the data2vec papers' LM results (letters constrained to the
+  words of a lexicon, shallow fusion with a 4-gram): torchaudio's `ctc_decoder` on
+  flashlight-text (in requirements.txt). Build the LM and lexicon with `d2v_speech.lm`.
+- `BeamSearchDecoder`: SpeechBrain's `CTCPrefixBeamSearcher`, also for SentencePiece units; its
+  optional n-gram LM needs `pip install -r requirements-lm.txt` (kenlm builds from source).
+  `pyctcdecode` is not used: its release pins numpy < 2, which conflicts with this project's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["BeamSearchDecoder", "GreedyDecoder", "ctc_greedy_ids"]
+__all__ = ["BeamSearchDecoder", "GreedyDecoder", "LexiconDecoder", "ctc_greedy_ids"]
 
 
 def ctc_greedy_ids(
@@ -106,3 +112,105 @@ class BeamSearchDecoder:
     def _text(self, hypotheses: Sequence[Any]) -> str:
         text = hypotheses[0].text if hypotheses else ""
         return " ".join(text.replace(self.vocabulary.space_token, " ").split())
+
+
+class LexiconDecoder:
+    """Lexicon-constrained CTC beam search with an optional KenLM word LM (flashlight-text).
+
+    Hypotheses only spell words of the lexicon (`WORD<TAB>W O R D |` lines, e.g. from
+    `d2v_speech.lm.ngram.write_lexicon`); each finished word adds
+    `lm_weight * log10-LM score + word_score` to its acoustic log-probability.
+
+    Parameters
+    ----------
+    vocabulary : LetterVocabulary
+        Its blank (index 0) and word boundary `|` are the decoder's blank and silence.
+    lexicon_path : path
+    lm_path : path, optional
+        KenLM ARPA or binary; None decodes with the lexicon alone.
+    beam_size, beam_threshold : beam width and score margin for pruning hypotheses.
+    lm_weight, word_score, unk_score : shallow-fusion weights (unk_score: out-of-lexicon words,
+        -inf forbids them).
+    """
+
+    def __init__(
+        self,
+        vocabulary: Any,
+        lexicon_path: str | Path,
+        lm_path: str | Path | None = None,
+        beam_size: int = 50,
+        lm_weight: float = 2.0,
+        word_score: float = 0.0,
+        unk_score: float = -math.inf,
+        beam_threshold: float = 25.0,
+    ):
+        if getattr(vocabulary, "kind", None) != "letters":
+            raise ValueError(
+                f"LexiconDecoder spells words in letters; this model's vocabulary is "
+                f"{getattr(vocabulary, 'kind', type(vocabulary).__name__)!r}: use "
+                "BeamSearchDecoder (SpeechBrain prefix beam search) instead"
+            )
+        for kind, path in (("lexicon", lexicon_path), ("LM", lm_path)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{kind} file {path} not found")
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+        try:
+            from torchaudio.models.decoder import ctc_decoder
+        except ImportError as error:
+            raise ImportError(
+                "LexiconDecoder needs flashlight-text: pip install flashlight-text"
+            ) from error
+        self.vocabulary = vocabulary
+        self.lexicon_path = str(lexicon_path)
+        self.lm_path = None if lm_path is None else str(lm_path)
+        self.beam_size = beam_size
+        self.lm_weight = lm_weight
+        self.word_score = word_score
+        self.unk_score = unk_score
+        self.beam_threshold = beam_threshold
+        self.decoder = ctc_decoder(
+            lexicon=self.lexicon_path,
+            tokens=list(vocabulary.tokens),
+            lm=self.lm_path,
+            beam_size=beam_size,
+            beam_threshold=beam_threshold,
+            lm_weight=lm_weight,
+            word_score=word_score,
+            unk_score=unk_score,
+            blank_token=vocabulary.tokens[vocabulary.blank_index],
+            sil_token=vocabulary.space_token,
+            unk_word="<unk>",
+        )
+
+    def with_weights(self, lm_weight: float, word_score: float) -> LexiconDecoder:
+        """The same vocabulary, lexicon, LM and beam with other fusion weights."""
+        return LexiconDecoder(
+            self.vocabulary,
+            self.lexicon_path,
+            self.lm_path,
+            self.beam_size,
+            lm_weight,
+            word_score,
+            self.unk_score,
+            self.beam_threshold,
+        )
+
+    def __call__(self, log_probs: torch.Tensor, frame_lengths: torch.Tensor) -> list[str]:
+        """log_probs (B, T, V), frame_lengths (B,) valid frames -> B transcripts."""
+        if log_probs.dim() != 3 or log_probs.shape[-1] != len(self.vocabulary):
+            raise ValueError(
+                f"expected log_probs of shape (B, T, {len(self.vocabulary)}), "
+                f"got {tuple(log_probs.shape)}"
+            )
+        lengths = frame_lengths.detach().to("cpu", torch.int64).reshape(-1)
+        if lengths.numel() != log_probs.shape[0]:
+            raise ValueError(f"{lengths.numel()} frame lengths for {log_probs.shape[0]} rows")
+        # flashlight reads `length` frames from raw memory: a bad length would read past the row
+        if bool((lengths < 0).any()) or bool((lengths > log_probs.shape[1]).any()):
+            raise ValueError(
+                f"frame lengths must lie in [0, {log_probs.shape[1]}], got {lengths.tolist()}"
+            )
+        emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
+        hypotheses = self.decoder(emissions, lengths)
+        return [" ".join(row[0].words) if row else "" for row in hypotheses]

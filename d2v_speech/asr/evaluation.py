@@ -22,7 +22,7 @@ from d2v_speech.data.pipelines import SAMPLE_RATE
 
 logger = get_logger(__name__)
 
-__all__ = ["SetOutputs", "decode_dataset", "evaluate_sets"]
+__all__ = ["SetLogProbs", "SetOutputs", "collect_log_probs", "decode_dataset", "evaluate_sets"]
 
 
 @dataclass
@@ -80,6 +80,44 @@ def decode_dataset(
             outputs.hypotheses += hypotheses
             outputs.ctc_loss_sum += float(losses.sum())
             outputs.characters += int(batch["chars"].sum())
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+@dataclass
+class SetLogProbs:
+    """Per-utterance CTC log-probs of one set, to decode again and again (LM weight tuning)."""
+
+    ids: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    log_probs: list[torch.Tensor] = field(default_factory=list)  # each (T_i, V), CPU float32
+
+
+@torch.no_grad()
+def collect_log_probs(
+    model: CTCModel,
+    dataset: Any,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    progress: bool = True,
+    description: str = "log-probs",
+) -> SetLogProbs:
+    """Run `model` (eval mode) once over a dataset; keep each utterance's valid frames."""
+    if len(dataset) == 0:
+        raise ValueError(f"{description}: the set has no utterances")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
+    was_training = model.training
+    model.eval()
+    outputs = SetLogProbs()
+    try:
+        for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
+            result = model(batch["sig"].to(device), batch["lengths"].to(device))
+            log_probs = result.log_probs.float().cpu()
+            for row, length in enumerate(result.frame_lengths.tolist()):
+                outputs.log_probs.append(log_probs[row, : int(length)].clone())
+            outputs.ids += batch["id"]
+            outputs.references += batch["text"]
     finally:
         model.train(was_training)
     return outputs

@@ -6,7 +6,7 @@ Shared by the fine-tuning recipe (after training, with the best checkpoint) and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import torch
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from d2v_speech.asr.ctc_model import CTCModel, ctc_loss_per_utterance
+from d2v_speech.asr.ctc_model import CTCModel, CTCOutput, ctc_loss_per_utterance
 from d2v_speech.asr.data import CTCCollate
 from d2v_speech.asr.scoring import ErrorRates, score, write_hypotheses, write_results
 from d2v_speech.data.pipelines import SAMPLE_RATE
@@ -42,6 +42,33 @@ class SetOutputs:
         return self.ctc_loss_sum / max(self.characters, 1)
 
 
+def _refuse_empty(dataset: Any, description: str) -> None:
+    if len(dataset) == 0:
+        raise ValueError(f"{description}: the set has no utterances")
+
+
+@torch.no_grad()
+def _model_outputs(
+    model: CTCModel,
+    dataset: Any,
+    device: str | torch.device,
+    batch_size: int,
+    progress: bool,
+    description: str,
+) -> Iterator[tuple[dict, CTCOutput, float]]:
+    """(batch, model output, forward seconds) over a dataset, in eval mode (restored after)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
+            started = time.perf_counter()
+            result = model(batch["sig"].to(device), batch["lengths"].to(device))
+            yield batch, result, time.perf_counter() - started
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def decode_dataset(
     model: CTCModel,
@@ -53,35 +80,27 @@ def decode_dataset(
     description: str = "decoding",
 ) -> SetOutputs:
     """Run `model` (eval mode) over a dataset of `load_asr_dataset`; decode with `decoder`."""
-    if len(dataset) == 0:
-        raise ValueError(f"{description}: the set has no utterances")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
-    was_training = model.training
-    model.eval()
+    _refuse_empty(dataset, description)
     outputs = SetOutputs()
     blank = model.vocabulary.blank_index
-    try:
-        for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
-            started = time.perf_counter()
-            lengths = batch["lengths"].to(device)
-            result = model(batch["sig"].to(device), lengths)
-            losses = ctc_loss_per_utterance(
-                result.log_probs,
-                result.frame_lengths,
-                batch["tokens"].to(device),
-                batch["token_lengths"].to(device),
-                blank,
-            )
-            hypotheses = decoder(result.log_probs, result.frame_lengths)
-            outputs.compute_seconds += time.perf_counter() - started
-            outputs.audio_seconds += float(batch["lengths"].sum()) / SAMPLE_RATE
-            outputs.ids += batch["id"]
-            outputs.references += batch["text"]
-            outputs.hypotheses += hypotheses
-            outputs.ctc_loss_sum += float(losses.sum())
-            outputs.characters += int(batch["chars"].sum())
-    finally:
-        model.train(was_training)
+    batches = _model_outputs(model, dataset, device, batch_size, progress, description)
+    for batch, result, forward_seconds in batches:
+        started = time.perf_counter()
+        losses = ctc_loss_per_utterance(
+            result.log_probs,
+            result.frame_lengths,
+            batch["tokens"].to(device),
+            batch["token_lengths"].to(device),
+            blank,
+        )
+        hypotheses = decoder(result.log_probs, result.frame_lengths)
+        outputs.compute_seconds += forward_seconds + time.perf_counter() - started
+        outputs.audio_seconds += float(batch["lengths"].sum()) / SAMPLE_RATE
+        outputs.ids += batch["id"]
+        outputs.references += batch["text"]
+        outputs.hypotheses += hypotheses
+        outputs.ctc_loss_sum += float(losses.sum())
+        outputs.characters += int(batch["chars"].sum())
     return outputs
 
 
@@ -104,22 +123,16 @@ def collect_log_probs(
     description: str = "log-probs",
 ) -> SetLogProbs:
     """Run `model` (eval mode) once over a dataset; keep each utterance's valid frames."""
-    if len(dataset) == 0:
-        raise ValueError(f"{description}: the set has no utterances")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
-    was_training = model.training
-    model.eval()
+    _refuse_empty(dataset, description)
     outputs = SetLogProbs()
-    try:
-        for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
-            result = model(batch["sig"].to(device), batch["lengths"].to(device))
-            log_probs = result.log_probs.float().cpu()
-            for row, length in enumerate(result.frame_lengths.tolist()):
-                outputs.log_probs.append(log_probs[row, : int(length)].clone())
-            outputs.ids += batch["id"]
-            outputs.references += batch["text"]
-    finally:
-        model.train(was_training)
+    for batch, result, _ in _model_outputs(
+        model, dataset, device, batch_size, progress, description
+    ):
+        log_probs = result.log_probs.float().cpu()
+        for row, length in enumerate(result.frame_lengths.tolist()):
+            outputs.log_probs.append(log_probs[row, : int(length)].clone())
+        outputs.ids += batch["id"]
+        outputs.references += batch["text"]
     return outputs
 
 

@@ -59,6 +59,7 @@ import soundfile as sf
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
+from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.data.synth import SAMPLE_RATE, check_tools, render_utterance, write_flac_atomic
 from d2v_speech.data.text import FORTUNE_DIR, load_sentences
 from d2v_speech.data.voices import Speaker, build_speakers, write_speaker_table
@@ -256,14 +257,6 @@ def _render_all(
                 bar.update()
     bar.close()
     return num_samples
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so readers never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _write_transcripts(utterances: list[Utterance], staging: Path) -> None:

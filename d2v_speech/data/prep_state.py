@@ -1,4 +1,4 @@
-"""State files of a data preparation: atomic text writes and merged JSON objects.
+"""State files of a data preparation: merged JSON objects, written atomically.
 
 Preparations store per-CSV options and summaries in JSON files (``prepare_options.json``,
 ``prepare_summary.json``); these helpers read them forgivingly and update them atomically.
@@ -6,8 +6,9 @@ Preparations store per-CSV options and summaries in JSON files (``prepare_option
 
 import json
 import logging
-import os
 from pathlib import Path
+
+from d2v_speech.atomic_files import write_text_atomic
 
 OPTIONS_NAME = "prepare_options.json"
 SUMMARY_NAME = "prepare_summary.json"
@@ -19,13 +20,6 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a ``.part`` file and a rename (a crash never leaves half a file)."""
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def update_json(path: Path, updates: dict) -> None:

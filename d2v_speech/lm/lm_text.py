@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.data.text import FORTUNE_DIR, load_sentences
-from d2v_speech.lm.files import write_lines_atomically
 
 __all__ = ["HELD_OUT_SPLITS", "read_split_transcripts", "write_lm_text"]
 
@@ -83,7 +83,7 @@ def write_lm_text(
             kept.append(sentence)
     if not kept:
         raise ValueError(f"every fortune sentence of {fortune_dir} overlaps a held-out transcript")
-    write_lines_atomically(out_path, kept)
+    write_text_atomic(out_path, "".join(line + "\n" for line in kept))
     return {
         "lines": len(kept),
         "words": sum(len(sentence.split()) for sentence in kept),

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from speechbrain.utils.logger import get_logger
 
-from d2v_speech.lm.files import write_lines_atomically
+from d2v_speech.atomic_files import write_text_atomic
 
 logger = get_logger(__name__)
 
@@ -152,7 +152,7 @@ def write_lexicon(words: Iterable[str], vocabulary: Any, out_path: str | Path) -
         logger.info(
             "lexicon: skipped %d words with unknown characters, e.g. %s", len(skipped), skipped[:5]
         )
-    write_lines_atomically(out_path, lines)
+    write_text_atomic(out_path, "".join(line + "\n" for line in lines))
     return len(lines)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from speechbrain.utils.logger import get_logger
 
+from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.data.mini_switchboard.corpus_layout import (
     LOCK_NAME,
     MANIFEST_NAME,
@@ -31,7 +32,6 @@ from d2v_speech.data.minicorpus import (
     open_staging,
     publish,
     read_json,
-    write_text_atomic,
 )
 from d2v_speech.data.synth import check_tools
 from d2v_speech.data.text import FORTUNE_DIR, load_sentences

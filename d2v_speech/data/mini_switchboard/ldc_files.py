@@ -21,7 +21,7 @@ from d2v_speech.data.mini_switchboard.corpus_layout import (
 from d2v_speech.data.mini_switchboard.dictionary import dictionary_text
 from d2v_speech.data.mini_switchboard.markup import choose
 from d2v_speech.data.mini_switchboard.planning import ConversationSpec, speaker_sex
-from d2v_speech.data.minicorpus import write_text_atomic
+from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.data.voices import Speaker
 
 GLM_HESITATIONS = ("AH", "EH", "ER", "HM", "HUH", "MM", "UH", "UM")

@@ -209,12 +209,23 @@ def fixed_subset(dataset: DynamicItemDataset, count: int, seed: int) -> DynamicI
 
 class CTCCollate:
     """Items -> dict: id (list), sig (B, S) zero padded, lengths (B,) samples, tokens (B, U)
-    padded with 0, token_lengths (B,), chars (B,), text (list)."""
+    padded with 0, token_lengths (B,), chars (B,), text (list).
+
+    `length_multiple` pads S up to a multiple of that many samples: a few distinct batch shapes
+    instead of one per batch, so shape-specialised kernels (oneDNN bf16 on CPU) are reused. The
+    model masks padding, so the outputs of the valid frames do not change.
+    """
+
+    def __init__(self, length_multiple: int = 1):
+        if length_multiple < 1:
+            raise ValueError(f"length_multiple must be >= 1, got {length_multiple}")
+        self.length_multiple = length_multiple
 
     def __call__(self, items: list[dict]) -> dict[str, Any]:
         lengths = torch.tensor([item["sig"].shape[0] for item in items], dtype=torch.long)
         token_lengths = torch.tensor([item["tokens"].shape[0] for item in items], dtype=torch.long)
-        sig = torch.zeros(len(items), int(lengths.max()))
+        padded = -(-int(lengths.max()) // self.length_multiple) * self.length_multiple
+        sig = torch.zeros(len(items), padded)
         tokens = torch.zeros(len(items), max(1, int(token_lengths.max())), dtype=torch.long)
         for row, item in enumerate(items):
             sig[row, : lengths[row]] = item["sig"]

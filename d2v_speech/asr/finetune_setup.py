@@ -215,7 +215,7 @@ def build_training_sets(hparams: Mapping[str, Any], model: Any, world_size: int 
         sampler = FixedUpdatesBatchSampler(sampler, batches)
     train_kwargs = {
         "batch_sampler": sampler,
-        "collate_fn": CTCCollate(),
+        "collate_fn": CTCCollate(hparams.get("pad_length_multiple", 1)),
         "num_workers": hparams["num_workers"],
     }
     valid_kwargs = {

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from d2v_speech.atomic_files import write_text_atomic
+from d2v_speech.data.corpus_scan import TRANSCRIPT_SUFFIX, read_transcripts
 from d2v_speech.data.text import FORTUNE_DIR, load_sentences
 
 __all__ = ["HELD_OUT_SPLITS", "read_split_transcripts", "write_lm_text"]
@@ -24,19 +25,19 @@ HELD_OUT_SPLITS = ("dev-clean", "dev-other", "test-clean", "test-other")
 
 
 def read_split_transcripts(split_folder: str | Path) -> list[str]:
-    """Texts of every `<spk>-<chapter>.trans.txt` line (`ID TEXT`) under a split folder."""
+    """Texts of every `<spk>-<chapter>.trans.txt` line (`ID TEXT`) under a split folder.
+
+    Read with the corpus scanner's `read_transcripts`; any bad line stops with its file and line.
+    """
     split_folder = Path(split_folder)
     if not split_folder.is_dir():
         raise FileNotFoundError(f"held-out split folder {split_folder} not found")
     transcripts = []
-    for path in sorted(split_folder.rglob("*.trans.txt")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            fields = line.split(maxsplit=1)
-            if len(fields) != 2:
-                raise ValueError(f"{path}:{number}: expected 'ID TEXT', got {line!r}")
-            transcripts.append(" ".join(fields[1].split()))
+    for path in sorted(split_folder.rglob(f"*{TRANSCRIPT_SUFFIX}")):
+        entries, problems = read_transcripts(path)
+        if problems:
+            raise ValueError(f"{problems[0].file}: {problems[0].detail}")
+        transcripts += entries.values()
     if not transcripts:
         raise ValueError(f"held-out split folder {split_folder} has no *.trans.txt transcript")
     return transcripts

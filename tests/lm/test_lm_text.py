@@ -101,7 +101,7 @@ def test_transcript_reader_rejects_lines_without_text(tmp_path):
     chapter = tmp_path / "dev-clean" / "1" / "2"
     chapter.mkdir(parents=True)
     (chapter / "1-2.trans.txt").write_text("1-2-0000 A  B\n\n1-2-0001\n")
-    with pytest.raises(ValueError, match="1-2.trans.txt:3"):
+    with pytest.raises(ValueError, match="1-2.trans.txt: line 3"):
         read_split_transcripts(tmp_path / "dev-clean")
     (chapter / "1-2.trans.txt").write_text("1-2-0000 A  B\n\n")
     assert read_split_transcripts(tmp_path / "dev-clean") == ["A B"]

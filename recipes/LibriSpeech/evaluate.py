@@ -30,6 +30,7 @@ from d2v_speech.asr.decoding import BeamSearchDecoder, GreedyDecoder, LexiconDec
 from d2v_speech.asr.evaluation import collect_log_probs, evaluate_sets
 from d2v_speech.asr.finetune_setup import build_test_sets
 from d2v_speech.asr.model_io import load_ctc_model
+from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.checkpoints import CheckpointError
 from d2v_speech.data.librispeech import prepare_librispeech
 from d2v_speech.lm.ngram import arpa_unigrams, is_arpa, write_lexicon
@@ -107,8 +108,7 @@ def tune(args, model, base: LexiconDecoder, tune_set, output: Path) -> LexiconDe
         "best": {"lm_weight": lm_weight, "word_score": word_score},
         "grid": table,
     }
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "lm_tuning.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(output / "lm_tuning.json", json.dumps(report, indent=2) + "\n")
     logger.info("tuned on %s: lm_weight %g, word_score %g", args.tune_on, lm_weight, word_score)
     return base.with_weights(lm_weight, word_score)
 

@@ -94,20 +94,31 @@ def check_durations(rows: Mapping[str, Mapping[str, Any]], min_samples: int, sou
 
 
 class ASRAudioPipeline:
-    """Dynamic item `id`, `wav` -> `sig` (S,) float32, optionally normalised per utterance."""
+    """Dynamic item `id`, `wav` -> `sig` (S,) float32, optionally augmented and normalised.
 
-    def __init__(self, normalize: bool, min_samples: int):
+    `augmenter` (training sets only) is called as `augmenter(samples (S,), utt_id)` before the
+    per-utterance normalisation, e.g. `d2v_speech.asr.augment.FinetuneAugmenter`.
+    """
+
+    def __init__(self, normalize: bool, min_samples: int, augmenter: Any = None):
         self.normalize = normalize
         self.min_samples = min_samples
+        self.augmenter = augmenter
 
-    def __call__(self, utt_id: str, wav_path: str) -> torch.Tensor:
-        samples = torch.from_numpy(read_mono_16k(wav_path))
+    def _finish(self, utt_id: str, samples: torch.Tensor, where: str) -> torch.Tensor:
+        """Augment, check the length against the receptive field, normalise."""
+        if self.augmenter is not None:
+            samples = self.augmenter(samples, utt_id)
         if samples.shape[0] < self.min_samples:
             raise AudioTooShortError(
-                f"utterance {utt_id} ({wav_path}): {samples.shape[0]} samples, shorter than the "
+                f"utterance {utt_id} ({where}): {samples.shape[0]} samples at {SAMPLE_RATE} Hz"
+                f"{' after augmentation' if self.augmenter is not None else ''}, shorter than the "
                 f"encoder's receptive field ({self.min_samples} samples)"
             )
         return normalize_waveform(samples) if self.normalize else samples
+
+    def __call__(self, utt_id: str, wav_path: str) -> torch.Tensor:
+        return self._finish(utt_id, torch.from_numpy(read_mono_16k(wav_path)), wav_path)
 
 
 class SegmentAudioPipeline(ASRAudioPipeline):
@@ -120,13 +131,7 @@ class SegmentAudioPipeline(ASRAudioPipeline):
     def __call__(self, utt_id: str, wav_path: str, start: str, stop: str, channel: str):
         samples, rate = read_segment(wav_path, int(start), int(stop), channel)
         samples = to_model_rate(torch.from_numpy(samples), rate)
-        if samples.shape[0] < self.min_samples:
-            raise AudioTooShortError(
-                f"utterance {utt_id} ({wav_path} [{start}, {stop})): {samples.shape[0]} samples "
-                f"at {SAMPLE_RATE} Hz, shorter than the encoder's receptive field "
-                f"({self.min_samples} samples)"
-            )
-        return normalize_waveform(samples) if self.normalize else samples
+        return self._finish(utt_id, samples, f"{wav_path} [{start}, {stop})")
 
 
 SEGMENT_COLUMNS = ("start", "stop", "channel")
@@ -153,11 +158,13 @@ def load_asr_dataset(
     min_samples: int,
     min_duration: float | None = None,
     max_duration: float | None = None,
+    augmenter: Any = None,
 ) -> DynamicItemDataset:
     """Concatenate CSVs into one dataset with output keys id, sig, text, tokens, chars.
 
     Utterances outside [min_duration, max_duration] seconds are dropped first; then every
-    remaining transcript and duration is checked (see module docstring).
+    remaining transcript and duration is checked (see module docstring). `augmenter`, for
+    training sets only, is applied to every waveform as it is read (see `ASRAudioPipeline`).
     """
     rows: dict[str, dict] = {}
     for path in csv_paths:
@@ -183,10 +190,12 @@ def load_asr_dataset(
         raise ValueError(f"{source}: some rows have {SEGMENT_COLUMNS} columns and some do not")
     if segmented[0]:
         audio = takes("id", "wav", *SEGMENT_COLUMNS)(
-            provides("sig")(SegmentAudioPipeline(normalize, min_samples))
+            provides("sig")(SegmentAudioPipeline(normalize, min_samples, augmenter))
         )
     else:
-        audio = takes("id", "wav")(provides("sig")(ASRAudioPipeline(normalize, min_samples)))
+        audio = takes("id", "wav")(
+            provides("sig")(ASRAudioPipeline(normalize, min_samples, augmenter))
+        )
     dataset.add_dynamic_item(audio)
     dataset.add_dynamic_item(
         takes("wrd")(provides("text", "tokens", "chars")(TextPipeline(vocabulary)))

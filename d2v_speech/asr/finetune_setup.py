@@ -186,23 +186,24 @@ def build_vocabulary(hparams: Mapping[str, Any]) -> LetterVocabulary | SentenceP
     raise ValueError(f"vocabulary_kind must be 'letters' or 'sentencepiece', got {kind!r}")
 
 
-def _dataset(hparams, csvs, model, sort: bool, limit_durations: bool = False):
-    """Labelled set; only training sets drop utterances by duration (scoring uses all)."""
+def _dataset(hparams, csvs, model, sort: bool, training: bool = False):
+    """Labelled set; only training sets drop utterances by duration and are augmented."""
     dataset = load_asr_dataset(
         csvs,
         _replacements(hparams),
         model.vocabulary,
         normalize=model.normalize,
         min_samples=model.config.receptive_field,
-        min_duration=hparams.get("min_duration") if limit_durations else None,
-        max_duration=hparams.get("max_duration") if limit_durations else None,
+        min_duration=hparams.get("min_duration") if training else None,
+        max_duration=hparams.get("max_duration") if training else None,
+        augmenter=hparams.get("train_augmenter") if training else None,
     )
     return dataset.filtered_sorted(sort_key="duration") if sort else dataset
 
 
 def build_training_sets(hparams: Mapping[str, Any], model: Any, world_size: int = 1):
     """(train_set, valid_set, dev_loss_set, train_loader_kwargs, valid_loader_kwargs)."""
-    train_set = _dataset(hparams, [train_csv(hparams)], model, sort=False, limit_durations=True)
+    train_set = _dataset(hparams, [train_csv(hparams)], model, sort=False, training=True)
     valid_csv = hparams.get("valid_csv") or os.path.join(
         hparams["prepared_folder"], f"{hparams['valid_split']}.csv"
     )

@@ -204,6 +204,10 @@ class FineTuneBrain(RecipeBrain):
 
     # ------------------------------------------------------------------ stages
     def on_stage_start(self, stage, epoch=None):
+        augmenter = getattr(self.hparams, "train_augmenter", None)
+        if stage == sb.Stage.TRAIN and epoch is not None and augmenter is not None:
+            # set before the loader forks its workers, so they see this epoch's value
+            augmenter.epoch = epoch
         if stage != sb.Stage.TRAIN:
             self._valid = {"loss": 0.0, "utterances": 0, "chars": 0}
             self._valid["references"], self._valid["hypotheses"] = [], []

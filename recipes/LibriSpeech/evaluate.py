@@ -58,7 +58,7 @@ def parse_arguments(argv):
     parser.add_argument("--lexicon", help="lexicon for --lm (default: the ARPA's words)")
     parser.add_argument("--tune_on", help="split to tune --lm's weights on, e.g. dev-clean")
     parser.add_argument("--lm_weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 3.0])
-    parser.add_argument("--word_scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0])
+    parser.add_argument("--word_scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0, 3.0])
     parser.add_argument("--kenlm", help="n-gram LM (ARPA / KenLM binary) for prefix beam search")
     parser.add_argument("--lm_weight", type=float, help="LM weight (alpha); default 2 / 0.5")
     parser.add_argument("--word_score", type=float, help="word score (beta); default 0 / 1")

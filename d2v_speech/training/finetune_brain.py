@@ -92,6 +92,8 @@ class FineTuneBrain(RecipeBrain):
     `train_logger` (FileTrainLogger). `dev_loss_set` is the fixed dev subset (or None).
     """
 
+    epoch_following_hparams = ("train_augmenter",)
+
     def __init__(self, *args: Any, dev_loss_set: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.dev_loss_set = dev_loss_set
@@ -204,10 +206,7 @@ class FineTuneBrain(RecipeBrain):
 
     # ------------------------------------------------------------------ stages
     def on_stage_start(self, stage, epoch=None):
-        augmenter = getattr(self.hparams, "train_augmenter", None)
-        if stage == sb.Stage.TRAIN and epoch is not None and augmenter is not None:
-            # set before the loader forks its workers, so they see this epoch's value
-            augmenter.epoch = epoch
+        super().on_stage_start(stage, epoch)
         if stage != sb.Stage.TRAIN:
             self._valid = {"loss": 0.0, "utterances": 0, "chars": 0}
             self._valid["references"], self._valid["hypotheses"] = [], []

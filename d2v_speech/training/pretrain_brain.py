@@ -71,6 +71,8 @@ class PretrainBrain(RecipeBrain):
     with `check(update, stats)`.
     """
 
+    epoch_following_hparams = ("train_audio_pipeline", "train_collate")
+
     def fit(self, epoch_counter, *args, **kwargs):
         self._epoch_counter = epoch_counter
         return super().fit(epoch_counter, *args, **kwargs)
@@ -250,14 +252,8 @@ class PretrainBrain(RecipeBrain):
         return loader
 
     def on_stage_start(self, stage, epoch=None):
+        super().on_stage_start(stage, epoch)
         self.valid_averager = IntervalAverager()
-        pipeline = getattr(self.hparams, "train_audio_pipeline", None)
-        collate = getattr(self.hparams, "train_collate", None)
-        if stage == sb.Stage.TRAIN and epoch is not None:
-            # set before the loader forks its workers, so they see this epoch's value
-            for stateful in (pipeline, collate):
-                if stateful is not None:
-                    stateful.epoch = epoch
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:

@@ -38,3 +38,15 @@ class RecipeBrain(sb.Brain):
         # SpeechBrain 1.1.2 keeps `--optimizer_step_limit=N` from the command line as a string
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
+
+    #: hparams objects with an `epoch` attribute that follows the training epoch (their random
+    #: draws change per epoch yet replay exactly on resume)
+    epoch_following_hparams: tuple[str, ...] = ()
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage == sb.Stage.TRAIN and epoch is not None:
+            # set before the loader forks its workers, so they see this epoch's value
+            for name in self.epoch_following_hparams:
+                stateful = getattr(self.hparams, name, None)
+                if stateful is not None:
+                    stateful.epoch = epoch

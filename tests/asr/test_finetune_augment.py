@@ -103,3 +103,23 @@ def test_clip_made_too_short_by_speeding_up_is_named(tmp_path, letters):
     )
     with pytest.raises(AudioTooShortError, match=r"edge-1 .*after augmentation"):
         dataset[0]
+
+
+def test_each_training_epoch_reaches_the_augmenter():
+    from types import SimpleNamespace
+
+    import speechbrain as sb
+
+    from d2v_speech.training.finetune_brain import FineTuneBrain
+    from d2v_speech.training.recipe_brain import RecipeBrain
+
+    augmenter = FinetuneAugmenter()
+    brain = SimpleNamespace(
+        hparams=SimpleNamespace(train_augmenter=augmenter),
+        epoch_following_hparams=FineTuneBrain.epoch_following_hparams,
+    )
+    RecipeBrain.on_stage_start(brain, sb.Stage.TRAIN, 7)
+    assert augmenter.epoch == 7
+    # validation and test stages leave the training draws alone
+    RecipeBrain.on_stage_start(brain, sb.Stage.VALID, 8)
+    assert augmenter.epoch == 7

@@ -46,6 +46,8 @@ from audiomentations import (
 from audiomentations.core.utils import find_audio_files_in_paths
 from scipy.signal import fftconvolve
 
+from d2v_speech.data.acoustics import room_impulse_response
+
 NOISE_SNR_SAMPLING = ("uniform_db", "uniform_amplitude")
 FORK_NOISE_SNR_DB = (-20 * np.log10(0.7), -20 * np.log10(0.001))
 
@@ -55,19 +57,11 @@ def synthetic_rir(
 ) -> np.ndarray:
     """A unit-energy room impulse response (rt60_s * sample_rate samples, float32).
 
-    Sample 0 is the direct path; the rest is Gaussian noise whose energy falls by 60 dB over
-    ``rt60_s`` seconds, scaled so that direct energy / tail energy = ``drr_db``.
+    The embedded corpus's room model (`d2v_speech.data.acoustics.room_impulse_response`): a
+    direct path, then Gaussian noise whose energy falls by 60 dB over ``rt60_s`` seconds, with
+    direct energy / tail energy = ``drr_db``.
     """
-    if rt60_s <= 0:
-        raise ValueError(f"rt60_s must be > 0, got {rt60_s}")
-    length = max(2, int(round(rt60_s * sample_rate)))
-    time_s = np.arange(length) / sample_rate
-    # amplitude 10^(-3 t / RT60) is energy 10^(-6 t / RT60): -60 dB at t = RT60
-    tail = rng.standard_normal(length) * 10.0 ** (-3.0 * time_s / rt60_s)
-    tail[0] = 0.0
-    tail *= np.sqrt(10.0 ** (-drr_db / 10.0) / np.sum(tail**2))
-    tail[0] = 1.0
-    return (tail / np.linalg.norm(tail)).astype(np.float32)
+    return room_impulse_response(rng, sample_rate, rt60_s, drr_db).astype(np.float32)
 
 
 def _rms(samples: np.ndarray) -> float:

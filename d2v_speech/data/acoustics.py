@@ -11,6 +11,10 @@ import numpy as np
 from scipy import signal
 
 RT60_RANGE_S = (0.3, 0.8)
+# Direct-to-reverberant ratio of a talker a few metres from the microphone in a living room or
+# office (0 dB at the critical distance). Without it, a noise tail as loud per sample as the direct
+# path gives -25 to -30 dB: no room of this RT60 is large enough for that.
+DRR_RANGE_DB = (-5.0, 5.0)
 SNR_RANGE_DB = (10.0, 20.0)
 NOISE_EXPONENT_RANGE = (0.0, 2.0)
 BAND_LOW_RANGE_HZ = (150.0, 400.0)
@@ -19,17 +23,23 @@ BAND_HIGH_RANGE_HZ = (3000.0, 4500.0)
 _LN_60DB = math.log(1000.0)
 
 
-def room_impulse_response(rng: np.random.Generator, sample_rate: int, rt60: float) -> np.ndarray:
-    """Synthetic room impulse response ``(L,)``: a direct path then exponentially decaying noise.
+def room_impulse_response(
+    rng: np.random.Generator, sample_rate: int, rt60: float, drr_db: float
+) -> np.ndarray:
+    """Synthetic unit-energy room impulse response ``(L,)``, ``L = rt60 * sample_rate``.
 
-    The envelope ``exp(-ln(1000) t / rt60)`` makes the energy fall 60 dB in ``rt60`` seconds
-    (Sabine's definition of reverberation time). Length is ``rt60`` seconds.
+    Sample 0 is the direct path; the rest is Gaussian noise under the envelope
+    ``exp(-ln(1000) t / rt60)``, so that its energy falls 60 dB in ``rt60`` seconds (Sabine's
+    definition of reverberation time), scaled so that direct energy / tail energy is ``drr_db``
+    (the direct-to-reverberant ratio).
     """
     if rt60 <= 0:
         raise ValueError(f"rt60 must be positive, got {rt60}")
     length = max(2, int(round(rt60 * sample_rate)))
     time = np.arange(length) / sample_rate
     response = rng.standard_normal(length) * np.exp(-_LN_60DB * time / rt60)
+    response[0] = 0.0
+    response *= math.sqrt(10.0 ** (-drr_db / 10.0) / np.sum(response**2))
     response[0] = 1.0
     return response / np.sqrt(np.sum(response**2))
 
@@ -83,8 +93,10 @@ def degrade(
         "noise_exponent": float(rng.uniform(*NOISE_EXPONENT_RANGE)),
         "low_hz": float(rng.uniform(*BAND_LOW_RANGE_HZ)),
         "high_hz": float(rng.uniform(*BAND_HIGH_RANGE_HZ)),
+        "drr_db": float(rng.uniform(*DRR_RANGE_DB)),
     }
-    reverberant = reverberate(waveform, room_impulse_response(rng, sample_rate, params["rt60_s"]))
+    response = room_impulse_response(rng, sample_rate, params["rt60_s"], params["drr_db"])
+    reverberant = reverberate(waveform, response)
     noise = colored_noise(rng, len(waveform), params["noise_exponent"])
     noisy = add_noise_at_snr(reverberant, noise, params["snr_db"])
     return band_limit(noisy, sample_rate, params["low_hz"], params["high_hz"]), params

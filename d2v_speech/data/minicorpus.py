@@ -27,7 +27,8 @@ Design choices:
   disjoint gives the small demo more distinct data and makes "no sentence in two splits" hold.)
 - ``other`` folders of the Libri-light sets use training voices with degraded acoustics
   (like train-other-500 speakers); dev-other/test-other use held-out voices *and* degraded
-  acoustics (reverberation, coloured noise at 10-20 dB SNR, band-limiting).
+  acoustics (reverberation with RT60 0.3-0.8 s at a direct-to-reverberant ratio of -5 to 5 dB,
+  coloured noise at 10-20 dB SNR, band-limiting).
 - dev-clean/test-clean use training voices (disjoint halves of them) with held-out sentences.
 - No sentence appears in two splits. If the pool needs more sentences than remain, it reuses
   its own sentences (with other speakers); the evaluation and labelled sets never repeat.
@@ -66,7 +67,7 @@ from d2v_speech.data.voices import Speaker, build_speakers, write_speaker_table
 
 logger = get_logger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: reverberation with a direct-to-reverberant ratio
 # Measured mean duration per word after silence trimming, over the speaker table.
 SECONDS_PER_WORD = 0.29
 MAX_UTTERANCES_PER_CHAPTER = 100

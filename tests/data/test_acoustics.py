@@ -6,6 +6,7 @@ import pytest
 from d2v_speech.data.acoustics import (
     BAND_HIGH_RANGE_HZ,
     BAND_LOW_RANGE_HZ,
+    DRR_RANGE_DB,
     RT60_RANGE_S,
     SNR_RANGE_DB,
     add_noise_at_snr,
@@ -58,14 +59,27 @@ def test_band_limit_rejects_bad_edges():
 
 @pytest.mark.parametrize("rt60", [0.3, 0.6])
 def test_impulse_response_decays_60_db_in_rt60(rt60):
-    response = room_impulse_response(np.random.default_rng(3), RATE, rt60)
+    response = room_impulse_response(np.random.default_rng(3), RATE, rt60, drr_db=0.0)
     assert np.sum(response**2) == pytest.approx(1.0)
-    # Schroeder backward integration; T20 (-5 to -25 dB) extrapolated to 60 dB.
-    energy = np.cumsum(response[::-1] ** 2)[::-1]
+    # Schroeder backward integration of the tail; T20 (-5 to -25 dB) extrapolated to 60 dB.
+    energy = np.cumsum(response[:0:-1] ** 2)[::-1]
     decay_db = 10 * np.log10(energy / energy[0])
     t5 = np.argmax(decay_db <= -5) / RATE
     t25 = np.argmax(decay_db <= -25) / RATE
     assert 3 * (t25 - t5) == pytest.approx(rt60, rel=0.15)
+
+
+@pytest.mark.parametrize("drr_db", [-5.0, 0.0, 5.0])
+def test_impulse_response_has_the_requested_direct_to_reverberant_ratio(drr_db):
+    response = room_impulse_response(np.random.default_rng(6), RATE, 0.5, drr_db)
+    assert len(response) == RATE // 2
+    direct, tail = response[0] ** 2, np.sum(response[1:] ** 2)
+    assert 10 * np.log10(direct / tail) == pytest.approx(drr_db, abs=1e-9)
+
+
+def test_impulse_response_rejects_non_positive_rt60():
+    with pytest.raises(ValueError, match="rt60 must be positive"):
+        room_impulse_response(np.random.default_rng(0), RATE, 0.0, 0.0)
 
 
 def test_reverberate_keeps_length_and_equals_direct_convolution():
@@ -101,3 +115,4 @@ def test_degrade_is_deterministic_for_a_seed_and_params_in_range():
     assert SNR_RANGE_DB[0] <= params["snr_db"] <= SNR_RANGE_DB[1]
     assert BAND_LOW_RANGE_HZ[0] <= params["low_hz"] <= BAND_LOW_RANGE_HZ[1]
     assert BAND_HIGH_RANGE_HZ[0] <= params["high_hz"] <= BAND_HIGH_RANGE_HZ[1]
+    assert DRR_RANGE_DB[0] <= params["drr_db"] <= DRR_RANGE_DB[1]

@@ -36,7 +36,7 @@ from speechbrain.utils.checkpoints import (
 )
 from torch import nn
 
-__all__ = ["EMATeacher", "annealed_decay"]
+__all__ = ["EMATeacher", "EMATeacherSettings", "annealed_decay"]
 
 
 def annealed_decay(step: int, decay_start: float, decay_end: float, anneal_steps: int) -> float:
@@ -186,3 +186,46 @@ class EMATeacher:
         """SpeechBrain checkpoint loader."""
         del end_of_epoch
         self.load_state_dict(torch.load(path, map_location=self.device))
+
+
+class EMATeacherSettings:
+    """The teacher part of an objective's YAML: its decay schedule and what it copies.
+
+    An objective calls :meth:`build` on the module it wants tracked (``model.encoder``), so the
+    YAML states the schedule once without reaching into the model::
+
+        teacher: !new:d2v_speech.ssl.ema.EMATeacherSettings
+            decay_start: 0.999
+            decay_end: 0.99999
+            anneal_steps: 75000
+            copy_patterns: []          # data2vec 1.0: [pos_conv_embed.]
+
+    Arguments are those of :class:`EMATeacher` (``compute_dtype`` is the teacher's autocast dtype).
+    """
+
+    def __init__(
+        self,
+        decay_start: float = 0.999,
+        decay_end: float = 0.9999,
+        anneal_steps: int = 30000,
+        copy_patterns: Sequence[str] = ("pos_conv_embed.",),
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
+        if isinstance(copy_patterns, str):
+            raise ValueError("copy_patterns must be a sequence of strings, not a single string")
+        self.decay_start = float(decay_start)
+        self.decay_end = float(decay_end)
+        self.anneal_steps = int(anneal_steps)
+        self.copy_patterns = tuple(copy_patterns)
+        self.compute_dtype = compute_dtype
+
+    def build(self, student: nn.Module) -> EMATeacher:
+        """A fresh :class:`EMATeacher` tracking ``student`` (deep-copied now)."""
+        return EMATeacher(
+            student,
+            decay_start=self.decay_start,
+            decay_end=self.decay_end,
+            anneal_steps=self.anneal_steps,
+            copy_patterns=self.copy_patterns,
+            compute_dtype=self.compute_dtype,
+        )

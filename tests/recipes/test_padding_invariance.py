@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import d2v_speech.ssl.aqc as aqc_module
+import d2v_speech.ssl.cluster_scaler as cluster_scaler_module
+import d2v_speech.ssl.negative_sampler as negative_sampler_module
 from d2v_speech.augment import WaveformAugmenter
 from d2v_speech.data.librispeech import prepare_librispeech
 from d2v_speech.data.pipelines import CropCollate, PretrainAudioPipeline, load_pretrain_dataset
@@ -144,7 +145,8 @@ def test_quantizer_negatives_and_kmeans_see_only_masked_frames_of_their_utteranc
     objective.project_q.register_forward_hook(
         lambda module, args, output: projected_q.append(output.detach().clone())
     )
-    real_kmeans, real_negatives = aqc_module.cosine_kmeans, aqc_module.sample_negatives
+    real_kmeans = cluster_scaler_module.cosine_kmeans
+    real_negatives = negative_sampler_module.sample_negatives
 
     def recording_kmeans(points, *args, **kwargs):
         kmeans_points.append(points.detach().clone())
@@ -155,8 +157,8 @@ def test_quantizer_negatives_and_kmeans_see_only_masked_frames_of_their_utteranc
         negative_draws.append((tuple(y.shape[:2]), index.clone()))
         return negatives, index
 
-    monkeypatch.setattr(aqc_module, "cosine_kmeans", recording_kmeans)
-    monkeypatch.setattr(aqc_module, "sample_negatives", recording_negatives)
+    monkeypatch.setattr(cluster_scaler_module, "cosine_kmeans", recording_kmeans)
+    monkeypatch.setattr(negative_sampler_module, "sample_negatives", recording_negatives)
     torch.manual_seed(6)
     out = objective(wav, lengths, wav_aug=aug, mask=mask)
 

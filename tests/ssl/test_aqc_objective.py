@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import d2v_speech.ssl.aqc as aqc_module
+import d2v_speech.ssl.cluster_scaler as cluster_scaler_module
+import d2v_speech.ssl.negative_sampler as negative_sampler_module
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.ssl.aqc import AQCObjective
@@ -159,8 +160,8 @@ def naive_loss(objective, wav, aug, mask, scale, official):
 
 @pytest.mark.parametrize("official", [False, True])
 def test_loss_matches_utterance_by_utterance_composition(monkeypatch, official):
-    monkeypatch.setattr(aqc_module, "sample_negatives", fixed_negatives)
-    monkeypatch.setattr(aqc_module, "cosine_kmeans", parity_labels)
+    monkeypatch.setattr(negative_sampler_module, "sample_negatives", fixed_negatives)
+    monkeypatch.setattr(cluster_scaler_module, "cosine_kmeans", parity_labels)
     objective = make_objective(official_cluster_scaling=official).eval()
     wav, aug = batch()
     frames = objective.model.frame_lengths(torch.tensor([wav.shape[1]]))[0].item()

@@ -165,7 +165,7 @@ def test_state_dict_carries_teacher_and_checkpointer_resumes(tmp_path):
 
 
 def test_bad_configuration_and_mask_raise():
-    with pytest.raises(ValueError, match="average_top_k_layers"):
+    with pytest.raises(ValueError, match="top_k=4"):
         Data2VecObjective(tiny_model(), average_top_k_layers=4)
     objective = tiny_objective()
     with pytest.raises(ValueError, match="mask"):

@@ -190,3 +190,59 @@ class CropCollate:
         batch["id"] = [item["id"] for item in items]
         batch["lengths"] = out_lengths
         return batch
+
+
+class BlockMaskCollate:
+    """A :class:`CropCollate` that also draws data2vec 2.0's clone masks, as fairseq's dataset does.
+
+    Masks are drawn after cropping, from each clip's valid frame count, so every row hides
+    exactly ``masker.num_masked(frames)`` frames (fairseq draws them before cropping, which
+    breaks its equal-count assumption). They depend only on (utterance, epoch, seed), like the
+    crops, so a resumed run sees the same masks.
+
+    Arguments
+    ---------
+    collate : CropCollate
+        Crops / pads the batch.
+    masker : callable
+        ``masker.utterance_masks(num_frames, generator) -> (M, num_frames)`` bool and
+        ``masker.num_clones`` (``d2v_speech.ssl.block_masker.BlockMasker``).
+    frame_counter : object
+        ``frame_counter.num_frames(num_samples) -> int`` (the model's ``EncoderConfig``).
+    seed : int
+        Mixed into every mask's generator seed.
+
+    Adds ``mask`` (B * M, T) bool to the batch, row ``b * M + m`` for clone m of clip b.
+    """
+
+    def __init__(self, collate: CropCollate, masker, frame_counter, seed: int = 0):
+        self.collate = collate
+        self.masker = masker
+        self.frame_counter = frame_counter
+        self.seed = seed
+
+    @property
+    def max_samples(self) -> int:
+        return self.collate.max_samples
+
+    @property
+    def epoch(self) -> int:
+        return self.collate.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.collate.epoch = value
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = self.collate(items)
+        num_frames = self.frame_counter.num_frames(batch["sig"].shape[1])
+        clones = self.masker.num_clones
+        masks = torch.zeros(len(items) * clones, num_frames, dtype=torch.bool)
+        for row, (utt_id, length) in enumerate(zip(batch["id"], batch["lengths"].tolist())):
+            generator = torch.Generator().manual_seed(item_key(utt_id, self.epoch, self.seed + 2))
+            frames = self.frame_counter.num_frames(length)
+            masks[row * clones : (row + 1) * clones, :frames] = self.masker.utterance_masks(
+                frames, generator
+            )
+        batch["mask"] = masks
+        return batch

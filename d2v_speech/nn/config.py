@@ -75,6 +75,10 @@ class EncoderConfig:
         Pre-LN layers plus a final LayerNorm after the last layer (wav2vec 2.0 "stable layer norm").
     layer_norm_eps : float
         Epsilon of every LayerNorm with parameters.
+    alibi : bool
+        data2vec 2.0's ALiBi attention bias (-slope_h |i - j|, one learned scale per head,
+        ``encoder.alibi_scale``) on top of the positional conv. Hugging Face ``Data2VecAudio``
+        has no such bias, so an encoder with it cannot be exported there.
     """
 
     conv_layers: list[tuple[int, int, int]] = field(default_factory=_default_conv_layers)
@@ -95,6 +99,7 @@ class EncoderConfig:
     pos_conv_mask_padding: bool = True
     layer_norm_first: bool = False
     layer_norm_eps: float = 1e-5
+    alibi: bool = False
 
     def __post_init__(self) -> None:
         self.conv_layers = _parse_conv_layers(self.conv_layers)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from d2v_speech.nn.alibi import alibi_bias, alibi_slopes
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.positional import PositionalConvEmbedding
 
@@ -64,11 +65,14 @@ class SelfAttention(nn.Module):
         return x.view(batch, frames, self.num_heads, -1).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, attend: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, D); attend (B, 1, 1, T) bool, True = key may be attended to."""
+        """x (B, T, D); attend (B, 1, 1, T) bool (True = key may be attended to) or an additive
+        float bias (B, H, T, T) (ALiBi, with -inf on padded keys)."""
         batch, frames, dim = x.shape
         query = self._split_heads(self.q_proj(x))
         key = self._split_heads(self.k_proj(x))
         value = self._split_heads(self.v_proj(x))
+        if attend is not None and attend.is_floating_point():
+            attend = attend.to(query.dtype)
         # default scale 1/sqrt(head_dim), as fairseq and HF
         context = F.scaled_dot_product_attention(
             query,
@@ -133,10 +137,41 @@ def init_transformer_weights(module: nn.Module) -> None:
                 nn.init.zeros_(submodule.bias)
 
 
+@dataclass
+class KeptFrames:
+    """Where the frames a sparse (data2vec 2.0) student encoded sit in the full sequence.
+
+    Attributes
+    ----------
+    index : LongTensor (N, T_keep)
+        Time index of each kept frame, in time order; rows with fewer kept frames are filled
+        with index 0 after their last one.
+    padding_mask : BoolTensor (N, T_keep)
+        True where a row has no kept frame (the fill).
+    """
+
+    index: torch.Tensor
+    padding_mask: torch.Tensor
+
+
+def kept_frames(visible: torch.Tensor) -> KeptFrames:
+    """visible (N, T) bool -> :class:`KeptFrames` of the True frames, in time order."""
+    counts = visible.sum(dim=1)
+    width = max(int(counts.max()), 1)
+    # a stable sort puts every row's visible frames first, in time order
+    order = torch.sort((~visible).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    fill = torch.arange(width, device=visible.device).unsqueeze(0) >= counts.unsqueeze(1)
+    return KeptFrames(order.masked_fill(fill, 0), fill)
+
+
 class TransformerEncoder(nn.Module):
     """Positional conv (one residual) -> LayerNorm -> dropout -> layers, with LayerDrop in training.
 
     For pre-LN models `layer_norm` is applied after the last layer instead of before the first.
+    With `config.alibi` every layer's attention also gets data2vec 2.0's ALiBi bias, scaled by
+    the learned `alibi_scale` (H,). :meth:`encode_kept` is data2vec 2.0's sparse student: the
+    positional conv runs over the full sequence with hidden frames zeroed, the layers only over
+    the visible frames.
     """
 
     def __init__(self, config: EncoderConfig):
@@ -154,6 +189,11 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.num_layers)])
         init_transformer_weights(self.layers)
+        if config.alibi:
+            self.alibi_scale = nn.Parameter(torch.ones(config.num_heads))
+            self.register_buffer("alibi_slopes", alibi_slopes(config.num_heads), persistent=False)
+        else:
+            self.alibi_scale = None
 
     def _layers_to_run(self, layer_keep: torch.Tensor | None) -> list[bool] | None:
         """Per-layer keep flags in training, None (run all) in eval or without LayerDrop."""
@@ -170,32 +210,36 @@ class TransformerEncoder(nn.Module):
             return None
         return (torch.rand(len(self.layers)) >= self.layerdrop).tolist()
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
-        layer_keep: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        """x (B, T, D); padding_mask (B, T) bool, True = padded; layer_keep (L,) bool (training)."""
-        if x.dim() != 3:
-            raise ValueError(f"expected x of shape (B, T, D), got {tuple(x.shape)}")
+    def _attention_mask(
+        self, padding_mask: torch.Tensor | None, positions: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """Bool (N, 1, 1, T) key mask without ALiBi, else a float (N, H, T, T) bias.
+
+        positions (N, T) are the frames' time indices (ALiBi only); padding_mask (N, T).
+        """
         attend = None
         if padding_mask is not None:
-            if padding_mask.shape != x.shape[:2] or padding_mask.dtype != torch.bool:
-                raise ValueError(
-                    f"padding_mask must be bool of shape {tuple(x.shape[:2])}, "
-                    f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
-                )
-            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             # a row with no valid frame attends everywhere instead of producing NaN
             attend = ~padding_mask | padding_mask.all(dim=1, keepdim=True)
             attend = attend[:, None, None, :]
+        if self.alibi_scale is None:
+            return attend
+        bias = alibi_bias(positions, self.alibi_slopes, self.alibi_scale)
+        if attend is not None:
+            bias = bias.masked_fill(~attend, float("-inf"))
+        return bias
 
-        x = x + self.pos_conv_embed(x, padding_mask)
+    def _run_layers(
+        self,
+        x: torch.Tensor,
+        attend: torch.Tensor | None,
+        layer_keep: torch.Tensor | None,
+        padding_mask: torch.Tensor | None,
+    ) -> EncoderOutput:
+        """(LayerNorm if post-LN) -> dropout -> layers -> (final LayerNorm if pre-LN)."""
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = self.dropout(x)
-
         keep = self._layers_to_run(layer_keep)
         hidden_states = [x]
         ffn_outputs: list[torch.Tensor | None] = []
@@ -217,3 +261,72 @@ class TransformerEncoder(nn.Module):
             ffn_outputs=tuple(ffn_outputs),
             padding_mask=padding_mask,
         )
+
+    def _check_padding_mask(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> None:
+        if x.dim() != 3:
+            raise ValueError(f"expected x of shape (B, T, D), got {tuple(x.shape)}")
+        if padding_mask is not None and (
+            padding_mask.shape != x.shape[:2] or padding_mask.dtype != torch.bool
+        ):
+            raise ValueError(
+                f"padding_mask must be bool of shape {tuple(x.shape[:2])}, "
+                f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
+            )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        layer_keep: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """x (B, T, D); padding_mask (B, T) bool, True = padded; layer_keep (L,) bool (training)."""
+        self._check_padding_mask(x, padding_mask)
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        positions = None
+        if self.alibi_scale is not None:
+            positions = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+        attend = self._attention_mask(padding_mask, positions)
+        x = x + self.pos_conv_embed(x, padding_mask)
+        return self._run_layers(x, attend, layer_keep, padding_mask)
+
+    def encode_kept(
+        self,
+        x: torch.Tensor,
+        visible: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        layer_keep: torch.Tensor | None = None,
+    ) -> tuple[EncoderOutput, KeptFrames]:
+        """data2vec 2.0's student: encode only the ``visible`` frames of each row.
+
+        Arguments
+        ---------
+        x : Tensor (N, T, D)
+            Full-length features (one row per masked clone).
+        visible : BoolTensor (N, T)
+            Frames the student sees (neither masked nor padded).
+        padding_mask : BoolTensor (N, T), optional
+            True = padded frame; the positional conv treats these as beyond the utterance.
+        layer_keep : BoolTensor (L,), optional
+            LayerDrop decisions (training only).
+
+        Returns
+        -------
+        (EncoderOutput over the kept frames (N, T_keep, D) with its padding mask,
+        :class:`KeptFrames`)
+        """
+        self._check_padding_mask(x, padding_mask)
+        if visible.shape != x.shape[:2] or visible.dtype != torch.bool:
+            raise ValueError(
+                f"visible must be bool of shape {tuple(x.shape[:2])}, "
+                f"got {visible.dtype} {tuple(visible.shape)}"
+            )
+        if padding_mask is not None:
+            visible = visible & ~padding_mask
+        # hidden frames are zeros for the positional conv (fairseq encoder_zero_mask)
+        x = x * visible.unsqueeze(-1).to(x.dtype)
+        x = x + self.pos_conv_embed(x, padding_mask)
+        kept = kept_frames(visible)
+        x = torch.gather(x, 1, kept.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        attend = self._attention_mask(kept.padding_mask, kept.index)
+        return self._run_layers(x, attend, layer_keep, kept.padding_mask), kept

@@ -132,6 +132,9 @@ class PretrainBrain(RecipeBrain):
         views = {}
         if "sig_aug" in batch:
             views["wav_aug"] = batch["sig_aug"].to(self.device)
+        if "mask" in batch:
+            # masks precomputed by the data pipeline (data2vec 2.0's clone masks)
+            views["mask"] = batch["mask"].to(self.device)
         objective = unwrap(self.modules.objective)
         layer_keep = None
         if stage == sb.Stage.TRAIN:

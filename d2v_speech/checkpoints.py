@@ -8,13 +8,16 @@ Sources understood by `load_checkpoint`:
   keys), given with `config=`;
 - an official fairseq data2vec / data2vec-aqc `.pt`, pretrained or CTC fine-tuned
   (`{"model": ..., "cfg": ...}` or the older `{"model": ..., "args": Namespace}`);
+- a fairseq data2vec 2.0 audio `.pt` (`data2vec_multi`), pretrained or CTC fine-tuned: ALiBi
+  encoder, conv decoder and EMA teacher (`d2v_speech.checkpoint_data2vec2`);
 - a native file written by `save_native` (keeps teacher, pretraining heads and CTC head);
 - a checkpoint of our pretraining recipe: a `CKPT+<stamp>` folder, its `objective.ckpt`
   (`Data2VecObjective` / `AQCObjective` state dict), or an output / save folder (the newest
   complete checkpoint is used); the architecture comes from the experiment's `hyperparams.yaml`.
 
 `export_huggingface` writes a directory that `transformers.Data2VecAudioModel.from_pretrained`
-(or `Data2VecAudioForCTC` when a CTC head exists) loads.
+(or `Data2VecAudioForCTC` when a CTC head exists) loads; an ALiBi encoder (data2vec 2.0) cannot
+go there.
 
 Command line::
 
@@ -47,13 +50,16 @@ from d2v_speech.nn.presets import load_model_config
 FORMAT_HF = "huggingface"
 FORMAT_STATE_DICT = "state_dict"
 FORMAT_FAIRSEQ = "fairseq"
+FORMAT_FAIRSEQ_DATA2VEC2 = "fairseq_data2vec2"
 FORMAT_NATIVE = "d2v_speech"
 FORMAT_RECIPE = "d2v_speech_recipe"
 NATIVE_TAG = "d2v_speech.checkpoint"
 NATIVE_VERSION = 1
 
-#: pretraining modules of data2vec(-aqc) that are not part of the encoder
-HEAD_NAMES = ("final_proj", "quantizer", "project_q", "contr_proj")
+#: pretraining modules of data2vec(-aqc) and data2vec 2.0 that are not part of the encoder
+HEAD_NAMES = ("final_proj", "quantizer", "project_q", "contr_proj", "decoder")
+#: what `describe` calls each source format
+FORMAT_NAMES = {FORMAT_FAIRSEQ_DATA2VEC2: "fairseq data2vec 2.0 (data2vec_multi)"}
 #: present in HF only when masking is configured; not needed for inference
 OPTIONAL_ENCODER_KEYS = frozenset({"masked_spec_embed"})
 HF_PREFIX = "data2vec_audio."
@@ -92,13 +98,15 @@ class LoadedCheckpoint:
     teacher_state : dict or None
         EMA teacher, as a `TransformerEncoder` state dict (keys relative to `encoder.`).
     heads : dict of dict
-        Pretraining modules by name (`final_proj`, `quantizer`, `project_q`, `contr_proj`),
-        each a state dict relative to that module, as stored by the source.
+        Pretraining modules by name (`final_proj`, `quantizer`, `project_q`, `contr_proj`,
+        `decoder`), each a state dict relative to that module, as stored by the source.
         The quantizer's may also hold `_extra_state` {"num_updates", "temperature"} (ours).
+        `decoder` is data2vec 2.0's `ConvDecoder1d` (`blocks.{i}.conv.*`, `proj.*`).
     ctc_head : dict or None
         {"weight": (V, D), "bias": (V,)} of a fine-tuned CTC output layer; index 0 is the blank.
     source_format : str
-        "huggingface", "state_dict", "fairseq", "d2v_speech" or "d2v_speech_recipe".
+        "huggingface", "state_dict", "fairseq", "fairseq_data2vec2", "d2v_speech" or
+        "d2v_speech_recipe".
     normalize : bool or None
         Whether the source expects zero-mean unit-variance waveforms (fairseq `task.normalize`);
         None when the source does not say.
@@ -106,6 +114,10 @@ class LoadedCheckpoint:
         Position of the pretraining schedules (EMA decay, Gumbel temperature) when saved: the
         fairseq trainer's update count of a pretraining checkpoint, or our EMA teacher's count;
         None when the source does not record it.
+    decoder_config : dict or None
+        `ConvDecoder1d` keyword arguments other than embed_dim (`decoder_dim`, `kernel`,
+        `num_layers`, `groups`, `residual`) where the source records them (a data2vec 2.0
+        cfg, fine-tuned ones included); `build_decoder` infers them from the weights otherwise.
     """
 
     config: EncoderConfig
@@ -116,6 +128,7 @@ class LoadedCheckpoint:
     source_format: str = FORMAT_STATE_DICT
     normalize: bool | None = None
     num_updates: int | None = None
+    decoder_config: dict[str, Any] | None = None
 
     @classmethod
     def from_model(
@@ -161,6 +174,19 @@ class LoadedCheckpoint:
         head.load_state_dict(self.ctc_head)
         return head
 
+    def build_decoder(self) -> nn.Module | None:
+        """data2vec 2.0's `ConvDecoder1d` holding `heads["decoder"]`, or None."""
+        from d2v_speech.nn.conv_decoder import ConvDecoder1d
+
+        state = self.heads.get("decoder")
+        if state is None:
+            return None
+        config = self.decoder_config or infer_decoder_config(state, self.config.embed_dim)
+        check_decoder_state(state, self.config.embed_dim, config)
+        decoder = ConvDecoder1d(self.config.embed_dim, **config)
+        decoder.load_state_dict(state)
+        return decoder
+
 
 def _detached(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in state.items()}
@@ -171,7 +197,46 @@ def expected_encoder_shapes(config: EncoderConfig) -> dict[str, torch.Size]:
     """Key -> shape of `Data2VecAudioModel(config).state_dict()`, built on the meta device."""
     with torch.device("meta"):
         model = Data2VecAudioModel(config)
-    return {key: value.shape for key, value in model.state_dict().items()}
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    if config.alibi:
+        shapes.setdefault("encoder.alibi_scale", torch.Size([config.num_heads]))
+    return shapes
+
+
+def infer_decoder_config(state: Mapping[str, Any], embed_dim: int) -> dict[str, Any]:
+    """`ConvDecoder1d` sizes read off its weights (`residual` cannot be seen: True)."""
+    first = state.get("blocks.0.conv.weight")
+    if not isinstance(first, torch.Tensor) or first.dim() != 3 or embed_dim % first.shape[1]:
+        raise CheckpointError(
+            "decoder state is not a ConvDecoder1d (needs blocks.{i}.conv.* and proj.*): keys "
+            f"{sorted('decoder.' + str(key) for key in state)}"
+        )
+    layers = {key.split(".")[1] for key in state if re.fullmatch(r"blocks\.\d+\.conv\.weight", key)}
+    return {
+        "decoder_dim": int(first.shape[0]),
+        "kernel": int(first.shape[2]),
+        "num_layers": len(layers),
+        "groups": embed_dim // int(first.shape[1]),
+        "residual": True,
+    }
+
+
+def check_decoder_state(
+    state: Mapping[str, Any], embed_dim: int, decoder_config: Mapping[str, Any]
+) -> None:
+    """Raise `CheckpointError` unless `state` fits `ConvDecoder1d(embed_dim, **decoder_config)`."""
+    from d2v_speech.nn.conv_decoder import ConvDecoder1d
+
+    try:
+        with torch.device("meta"):
+            decoder = ConvDecoder1d(embed_dim, **decoder_config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"decoder config {dict(decoder_config)}: {error}") from error
+    check_state_dict(
+        {"decoder." + key: value for key, value in state.items() if key != "_extra_state"},
+        {"decoder." + key: value.shape for key, value in decoder.state_dict().items()},
+        "decoder",
+    )
 
 
 def check_state_dict(
@@ -277,6 +342,12 @@ def hf_config_to_encoder_config(
 
 def encoder_config_to_hf(config: EncoderConfig, vocab_size: int | None = None) -> dict[str, Any]:
     """`Data2VecAudioConfig` fields for `config`; raises for what Data2VecAudio cannot express."""
+    if config.alibi:
+        raise CheckpointError(
+            "ALiBi encoders (alibi=True, data2vec 2.0) cannot be exported as Hugging Face "
+            "Data2VecAudio, which has no ALiBi attention bias; fine-tune this checkpoint here or "
+            "export it natively"
+        )
     if config.layer_norm_first:
         raise CheckpointError(
             "pre-LN models (layer_norm_first=True) cannot be exported as Hugging Face "
@@ -628,7 +699,11 @@ def load_fairseq(
     config: EncoderConfig | None = None,
     pos_conv_mask_padding: bool | None = None,
 ) -> LoadedCheckpoint:
-    """Convert an official fairseq data2vec / data2vec-aqc checkpoint dict (already loaded)."""
+    """Convert an official fairseq data2vec / data2vec-aqc / data2vec 2.0 checkpoint dict."""
+    from d2v_speech import checkpoint_data2vec2
+
+    if checkpoint_data2vec2.is_data2vec2_checkpoint(checkpoint):
+        return checkpoint_data2vec2.load_data2vec2(checkpoint, config, pos_conv_mask_padding)
     model_cfg, task_cfg, finetune_cfg = _fairseq_cfgs(checkpoint)
     if config is None:
         config = fairseq_cfg_to_encoder_config(model_cfg, finetune_cfg, pos_conv_mask_padding)
@@ -703,6 +778,7 @@ def save_native(checkpoint: LoadedCheckpoint, path: str | Path) -> Path:
             "ctc_head": checkpoint.ctc_head,
             "normalize": checkpoint.normalize,
             "num_updates": checkpoint.num_updates,
+            "decoder_config": checkpoint.decoder_config,
         },
         path,
     )
@@ -727,6 +803,7 @@ def _load_native(
             source_format=FORMAT_NATIVE,
             normalize=content.get("normalize"),
             num_updates=content.get("num_updates"),
+            decoder_config=content.get("decoder_config"),
         )
     )
 
@@ -979,6 +1056,11 @@ def _validated(checkpoint: LoadedCheckpoint) -> LoadedCheckpoint:
         check_state_dict(
             head, {"weight": torch.Size([vocab, dim]), "bias": torch.Size([vocab])}, "CTC head"
         )
+    decoder = checkpoint.heads.get("decoder")
+    if decoder is not None:
+        dim = checkpoint.config.embed_dim
+        config = checkpoint.decoder_config or infer_decoder_config(decoder, dim)
+        check_decoder_state(decoder, dim, config)
     return checkpoint
 
 
@@ -998,7 +1080,13 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
 
 
 def _is_fairseq_layout(state: Mapping[str, Any]) -> bool:
-    markers = ("post_extract_proj.", "w2v_encoder.", "mask_emb", "encoder.pos_conv.")
+    markers = (
+        "post_extract_proj.",
+        "w2v_encoder.",
+        "mask_emb",
+        "encoder.pos_conv.",
+        "modality_encoders.",
+    )
     return any(key.startswith(markers) for key in state)
 
 
@@ -1097,10 +1185,13 @@ def load_encoder(
 def describe(checkpoint: LoadedCheckpoint) -> str:
     """Human-readable summary used by `inspect`."""
     num_params = sum(value.numel() for value in checkpoint.encoder_state.values())
+    name = FORMAT_NAMES.get(checkpoint.source_format)
     lines = [
-        f"format: {checkpoint.source_format}",
+        f"format: {checkpoint.source_format}" + (f" = {name}" if name else ""),
         f"encoder: {len(checkpoint.encoder_state)} tensors, {num_params / 1e6:.2f} M values",
+        f"alibi: {'on' if checkpoint.config.alibi else 'off'}",
         f"teacher: {'yes' if checkpoint.teacher_state is not None else 'no'}",
+        _describe_decoder(checkpoint),
         "heads: "
         + (
             ", ".join(
@@ -1120,6 +1211,17 @@ def describe(checkpoint: LoadedCheckpoint) -> str:
         "config: " + json.dumps(checkpoint.config.to_dict()),
     ]
     return "\n".join(lines)
+
+
+def _describe_decoder(checkpoint: LoadedCheckpoint) -> str:
+    state = checkpoint.heads.get("decoder")
+    config = checkpoint.decoder_config
+    if config is None and state is not None:
+        config = infer_decoder_config(state, checkpoint.config.embed_dim)
+    if config is None:
+        return "decoder: none"
+    sizes = ", ".join(f"{key} {value}" for key, value in config.items())
+    return f"decoder: {'present' if state is not None else 'config only, no weights'} ({sizes})"
 
 
 def _summary(value: Any) -> Any:

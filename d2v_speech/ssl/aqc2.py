@@ -13,8 +13,10 @@ How the aqc parts attach to the 2.0 engine, and why:
 * **Only some clones and frames carry the contrastive terms** (``contrastive_clones`` clones per
   utterance, at most ``contrastive_frames`` masked frames each, drawn uniformly): every extra
   clone costs a quantizer pass over two views plus ``num_negatives`` cosines per frame while
-  adding little new information, since all clones share one waveform. Equal counts per row
-  (which within-utterance negatives need) also make padded batches work.
+  adding little new information, since all clones share one waveform. The default, one clone,
+  gives each utterance the fork's number of contrastive frames and keeps the aqc parts small
+  beside the engine (``benchmarks/pretrain_step.py``). Equal counts per row (which
+  within-utterance negatives need) also make padded batches work.
 
 One step::
 
@@ -118,7 +120,7 @@ class AQC2Objective(Data2Vec2Objective):
         negative_sampler: NegativeSampler,
         cluster_scaler: ClusterScaler,
         contrastive_head: CrossContrastiveHead,
-        contrastive_clones: int = 2,
+        contrastive_clones: int = 1,
         contrastive_frames: int | None = None,
         diversity_weight: float = 0.1,
         feature_penalty_weight: float = 10.0,
@@ -199,7 +201,7 @@ class AQC2Objective(Data2Vec2Objective):
         _, normed_aug, local_aug, _ = self.frontend(wav_aug, sample_lengths)
         mask = self.clone_masks(mask, local_clean, padding_mask)
         predictions = self.student_predictions(local_aug, padding_mask, mask, layer_keep)
-        targets = self.teacher_targets(local_clean, padding_mask)
+        targets = self.teacher_targets(local_clean, padding_mask, wav, sample_lengths)
         terms = self.regression_terms(predictions, targets, mask)
         quant, quant_aug, loss_s, loss_t, stats_s, stats_t = self.contrastive_terms(
             normed_clean, normed_aug, predictions, targets, mask

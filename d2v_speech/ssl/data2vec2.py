@@ -42,6 +42,8 @@ from d2v_speech.ssl.teacher_hooks import EncoderTeacherHooks
 
 __all__ = ["Data2Vec2Objective", "restore_with_noise", "per_utterance_mean"]
 
+TEACHER_INPUTS = ("student_features", "own_feature_encoder")
+
 
 def restore_with_noise(
     kept_states: torch.Tensor, kept: KeptFrames, num_frames: int, noise_std: float
@@ -97,6 +99,13 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
     feature_grad_mult : float
         Scales the gradient that reaches the CNN (fairseq ``local_grad_mult``, 1.0 in data2vec
         2.0; 0.1 in wav2vec 2.0); the forward value is unchanged.
+    teacher_input : str
+        "student_features" (fairseq's default): the teacher encodes the student's CNN and
+        projection output, so the student's CNN shapes its own targets. "own_feature_encoder"
+        (fairseq ``ema_local_encoder``): the teacher is the EMA of the whole network and runs
+        its own CNN on the waveform. On the tiny CPU runs the first lets the CNN output go
+        constant over time (``cnn_std`` 0.6 -> 0.01 in 500 updates, whatever the EMA decay or
+        the warm-up), which makes the targets predictable from position alone.
     """
 
     def __init__(
@@ -112,8 +121,14 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         loss_scale: float | None = None,
         feature_penalty_weight: float = 0.0,
         feature_grad_mult: float = 1.0,
+        teacher_input: str = "student_features",
     ) -> None:
         super().__init__()
+        if teacher_input not in TEACHER_INPUTS:
+            raise ValueError(
+                f"teacher_input must be one of {TEACHER_INPUTS}, got {teacher_input!r}"
+            )
+        self.teacher_input = teacher_input
         if feature_grad_mult < 0:
             raise ValueError(f"feature_grad_mult must be >= 0, got {feature_grad_mult}")
         self.feature_grad_mult = float(feature_grad_mult)
@@ -134,7 +149,7 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         self.loss_scale = loss_scale
         self.feature_penalty_weight = feature_penalty_weight
         # plain attribute (EMATeacher is no nn.Module): invisible to parameters() and DDP
-        self.teacher = teacher.build(model.encoder)
+        self.teacher = teacher.build(self.teacher_source())
 
     @property
     def num_clones(self) -> int:
@@ -187,11 +202,25 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         full = restore_with_noise(states, kept, local.shape[1], self.mask_noise_std)
         return self.decoder(full, clone_padding)
 
+    def teacher_source(self) -> nn.Module:
+        """What the EMA teacher averages: ``model.encoder``, or ``model`` with its own CNN."""
+        if self.teacher_input == "own_feature_encoder":
+            return self.model
+        return self.model.encoder
+
     def teacher_targets(
-        self, local: torch.Tensor, padding_mask: torch.Tensor | None
+        self,
+        local: torch.Tensor,
+        padding_mask: torch.Tensor | None,
+        wav: torch.Tensor | None = None,
+        sample_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher on the un-cloned local features (B, T, D) -> fp32 targets (B, T, D)."""
-        teacher_out = self.teacher(local.detach().float(), padding_mask)
+        """Teacher on the un-cloned local features (B, T, D), or on the waveform (B, S) through
+        its own CNN -> fp32 targets (B, T, D)."""
+        if self.teacher_input == "own_feature_encoder":
+            teacher_out = self.teacher(wav, sample_lengths)
+        else:
+            teacher_out = self.teacher(local.detach().float(), padding_mask)
         return self.target_builder(teacher_out.ffn_outputs, padding_mask)
 
     def regression_terms(
@@ -268,7 +297,7 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         cnn_features, normed, local, padding_mask = self.frontend(wav, sample_lengths)
         mask = self.clone_masks(mask, local, padding_mask)
         predictions = self.student_predictions(local, padding_mask, mask, layer_keep)
-        targets = self.teacher_targets(local, padding_mask)
+        targets = self.teacher_targets(local, padding_mask, wav, sample_lengths)
         terms = self.regression_terms(predictions, targets, mask)
         frames = self.frame_statistics(cnn_features, normed, mask, padding_mask)
         loss = terms["loss_regression"]

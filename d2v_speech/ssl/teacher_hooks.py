@@ -19,11 +19,16 @@ __all__ = ["EncoderTeacherHooks"]
 class EncoderTeacherHooks:
     """Teacher hooks shared by the data2vec 1.0 and 2.0 engines (see the module docstring)."""
 
+    def teacher_source(self) -> torch.nn.Module:
+        """The student module the teacher averages (``model.encoder`` unless overridden)."""
+        return self.model.encoder
+
     @torch.no_grad()
     def update_teacher(self) -> None:
         """One EMA step of the teacher towards ``model.encoder``."""
-        self.teacher.to(next(self.model.encoder.parameters()).device)
-        self.teacher.step(self.model.encoder)
+        source = self.teacher_source()
+        self.teacher.to(next(source.parameters()).device)
+        self.teacher.step(source)
 
     def after_optimizer_step(self, num_updates: int | None = None) -> None:
         """Hook for the Brain after every real optimiser step (call on the unwrapped module).
@@ -35,8 +40,8 @@ class EncoderTeacherHooks:
         self.update_teacher()
 
     def reset_teacher(self) -> None:
-        """Copy the student's encoder into the teacher (e.g. after loading pretrained weights)."""
-        self.teacher.model.load_state_dict(self.model.encoder.state_dict())
+        """Copy the student into the teacher (e.g. after loading pretrained weights)."""
+        self.teacher.model.load_state_dict(self.teacher_source().state_dict())
 
     def get_extra_state(self) -> dict[str, Any]:
         """Teacher weights and update counter, saved with ``state_dict()``."""

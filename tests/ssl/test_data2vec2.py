@@ -356,3 +356,36 @@ def test_bad_masks_are_refused_with_their_shape():
     bad = torch.ones(6, frames, dtype=torch.bool)
     with pytest.raises(ValueError, match="padded frames"):
         objective(torch.randn(2, 3000), torch.tensor([3000, 2000]), mask=bad)
+
+
+def test_teacher_with_its_own_feature_encoder_ignores_the_students_cnn_until_the_ema_step():
+    torch.manual_seed(0)
+    objective = Data2Vec2Objective(
+        Data2VecAudioModel(tiny_config(False)),
+        masker=BlockMasker(num_clones=2),
+        teacher=EMATeacherSettings(0.9, 0.99, 10, copy_patterns=()),
+        target_builder=TopKTargetBuilder(top_k=2),
+        decoder=ConvDecoder1d(16, decoder_dim=8, kernel=5, num_layers=2, groups=4),
+        teacher_input="own_feature_encoder",
+    )
+    wav = torch.randn(2, 3000)
+    _, _, local, padding = objective.frontend(wav, None)
+    before = objective.teacher_targets(local, padding, wav)
+    conv = objective.model.feature_extractor.conv_layers[0].conv
+    teacher_conv = objective.teacher.model.feature_extractor.conv_layers[0].conv
+    old = teacher_conv.weight.detach().clone()
+    with torch.no_grad():
+        conv.weight.mul_(-1.0)
+    _, _, local, padding = objective.frontend(wav, None)
+    assert torch.equal(objective.teacher_targets(local, padding, wav), before)
+    objective.after_optimizer_step(1)
+    assert torch.allclose(teacher_conv.weight, 0.9 * old + 0.1 * conv.weight, atol=1e-6)
+    with pytest.raises(ValueError, match="teacher_input"):
+        Data2Vec2Objective(
+            Data2VecAudioModel(tiny_config(False)),
+            BlockMasker(),
+            EMATeacherSettings(),
+            TopKTargetBuilder(2),
+            ConvDecoder1d(16, 8, 5, 2, 4),
+            teacher_input="cnn",
+        )

@@ -4,7 +4,15 @@ Arms (one objective each, same seed, same weights, same batch):
 
 * ``data2vec``: :class:`~d2v_speech.ssl.data2vec.Data2VecObjective`;
 * ``aqc``: :class:`~d2v_speech.ssl.aqc.AQCObjective` (default cluster scaling);
-* ``aqc_official``: the same with ``official_cluster_scaling=True``.
+* ``aqc_official``: the same with ``official_cluster_scaling=True``;
+* ``data2vec2``: :class:`~d2v_speech.ssl.data2vec2.Data2Vec2Objective`, the data2vec 2.0 engine
+  (the same encoder with ALiBi, M = 8 block-masked clones, sparse student, conv decoder);
+* ``aqc2``: :class:`~d2v_speech.ssl.aqc2.AQC2Objective`, data2vec-aqc on that engine.
+
+Besides CPU seconds per update, the summary reports what an update buys: unique audio seconds
+per CPU-second (the batch's audio; the clones do not add any) and masked-frame predictions per
+CPU-second (frames the loss regresses, over all clones), the learning signal that data2vec 2.0
+multiplies.
 
 A step is forward + backward + optimiser step (AdamW) + ``after_optimizer_step`` (EMA teacher and
 Gumbel temperature), as in the pretraining Brain. The aqc arms get a pre-made augmented copy of the
@@ -41,18 +49,32 @@ from pathlib import Path
 
 import torch
 
-import d2v_speech.ssl.aqc as aqc_module
+import d2v_speech.ssl.negative_sampler as negative_sampler_module
+from d2v_speech.nn.conv_decoder import ConvDecoder1d
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.presets import load_model_config
 from d2v_speech.ssl.aqc import AQCObjective
+from d2v_speech.ssl.aqc2 import AQC2Objective
+from d2v_speech.ssl.block_masker import BlockMasker
+from d2v_speech.ssl.cluster_scaler import ClusterScaler
+from d2v_speech.ssl.cross_contrastive import CrossContrastiveHead
 from d2v_speech.ssl.data2vec import Data2VecObjective
+from d2v_speech.ssl.data2vec2 import Data2Vec2Objective
+from d2v_speech.ssl.ema import EMATeacherSettings
+from d2v_speech.ssl.negative_sampler import NegativeSampler
+from d2v_speech.ssl.quantizer_settings import QuantizerSettings
+from d2v_speech.ssl.target_builder import TopKTargetBuilder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_RATE = 16000
-ARMS = ("data2vec", "aqc", "aqc_official")
+ARMS = ("data2vec", "aqc", "aqc_official", "data2vec2", "aqc2")
+V2_ARMS = ("data2vec2", "aqc2")
+AUGMENTED_ARMS = ("aqc", "aqc_official", "aqc2")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # teacher layers averaged into targets, as in the recipes (tiny: hparams/tiny/*.yaml)
 TOP_K_LAYERS = {"tiny": 2, "base": 8, "large": 8}
+# the 2.0 decoder width, as in hparams/{tiny/,}data2vec2.yaml (Large: fairseq's 768)
+DECODER_DIM = {"tiny": 128, "base": 384, "large": 768}
 # objective methods and functions timed as named regions in --profile
 PROFILED_REGIONS = (
     "frontend",
@@ -62,6 +84,8 @@ PROFILED_REGIONS = (
     "quantize_masked",
     "same_cluster_negatives",
     "contrastive",
+    "student_predictions",
+    "contrastive_terms",
 )
 
 
@@ -76,18 +100,44 @@ class Arm:
     updates: int = 0
 
 
+def build_v2_objective(name: str, args: argparse.Namespace) -> torch.nn.Module:
+    """data2vec2 / aqc2 with the settings of hparams/data2vec2.yaml and hparams/aqc2.yaml."""
+    torch.manual_seed(args.seed)
+    config = load_model_config(args.model, alibi=True)
+    engine = {
+        "model": Data2VecAudioModel(config),
+        "masker": BlockMasker(num_clones=args.clones),
+        "teacher": EMATeacherSettings(0.999, 0.99999, 75000, copy_patterns=()),
+        "target_builder": TopKTargetBuilder(top_k=TOP_K_LAYERS.get(args.model, config.num_layers)),
+        "decoder": ConvDecoder1d(config.embed_dim, DECODER_DIM.get(args.model, 384)),
+    }
+    if name == "data2vec2":
+        return Data2Vec2Objective(**engine)
+    return AQC2Objective(
+        **engine,
+        quantizer=QuantizerSettings(),
+        negative_sampler=NegativeSampler(),
+        cluster_scaler=ClusterScaler(),
+        contrastive_head=CrossContrastiveHead(),
+        contrastive_clones=1,
+        feature_penalty_weight=10.0,
+    )
+
+
 def build_arm(name: str, args: argparse.Namespace, device: torch.device) -> Arm:
     """The objective of ``name`` around a freshly seeded model (identical across arms)."""
     torch.manual_seed(args.seed)
     config = load_model_config(args.model)
     model = Data2VecAudioModel(config)
-    common = {"average_top_k_layers": TOP_K_LAYERS.get(args.model, config.num_layers)}
-    if name == "data2vec":
-        objective = Data2VecObjective(model, **common)
+    targets = TopKTargetBuilder(top_k=TOP_K_LAYERS.get(args.model, config.num_layers))
+    if name in V2_ARMS:
+        objective = build_v2_objective(name, args)
+    elif name == "data2vec":
+        objective = Data2VecObjective(model, target_builder=targets)
     else:
-        official = name == "aqc_official"
+        scaler = ClusterScaler(official_cluster_scaling=name == "aqc_official")
         objective = AQCObjective(
-            model, feature_penalty_weight=10.0, official_cluster_scaling=official, **common
+            model, target_builder=targets, cluster_scaler=scaler, feature_penalty_weight=10.0
         )
     objective.to(device).train()
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
@@ -126,10 +176,11 @@ def synchronize(device: torch.device) -> None:
 def train_step(
     arm: Arm, batch: dict, args: argparse.Namespace, device: torch.device
 ) -> tuple[float, float]:
-    """One full update of ``arm``; returns its (wall-clock, process CPU) seconds."""
+    """One full update of ``arm``; returns its (wall-clock, process CPU) seconds and the number
+    of masked frames its loss predicted."""
     num_layers = arm.objective.model.config.num_layers
     layer_keep = torch.ones(num_layers, dtype=torch.bool)
-    views = {} if arm.name == "data2vec" else {"wav_aug": batch["wav_aug"]}
+    views = {"wav_aug": batch["wav_aug"]} if arm.name in AUGMENTED_ARMS else {}
     dtype = PRECISIONS[args.precision]
     synchronize(device)
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -147,7 +198,7 @@ def train_step(
     arm.updates += 1
     arm.objective.after_optimizer_step(arm.updates)
     synchronize(device)
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    return time.perf_counter() - start, time.process_time() - start_cpu, int(out["num_masked"])
 
 
 def time_arms(arms: list[Arm], batch: dict, args, device) -> dict[str, dict[str, list[float]]]:
@@ -158,14 +209,15 @@ def time_arms(arms: list[Arm], batch: dict, args, device) -> dict[str, dict[str,
     for _ in range(args.warmup):
         for arm in arms:
             train_step(arm, batch, args, device)
-    times = {arm.name: {"wall": [], "cpu": []} for arm in arms}
+    times = {arm.name: {"wall": [], "cpu": [], "predictions": []} for arm in arms}
     for step in range(args.steps):
         # rotate so that no arm always runs right after the same neighbour
         order = arms[step % len(arms) :] + arms[: step % len(arms)]
         for arm in order:
-            wall, cpu = train_step(arm, batch, args, device)
+            wall, cpu, predictions = train_step(arm, batch, args, device)
             times[arm.name]["wall"].append(wall)
             times[arm.name]["cpu"].append(cpu)
+            times[arm.name]["predictions"].append(predictions)
             print(f"step {step} {arm.name}: {wall:.3f} s wall, {cpu:.3f} s CPU", flush=True)
     return times
 
@@ -253,17 +305,17 @@ def named_regions(objective: torch.nn.Module):
                 return _method(*a, **k)
 
         setattr(objective, name, wrapped)
-    sampler = aqc_module.sample_negatives
+    sampler = negative_sampler_module.sample_negatives
 
     def sample_negatives(*a, **k):
         with torch.profiler.record_function("## sample_negatives"):
             return sampler(*a, **k)
 
-    aqc_module.sample_negatives = sample_negatives
+    negative_sampler_module.sample_negatives = sample_negatives
     try:
         yield
     finally:
-        aqc_module.sample_negatives = sampler
+        negative_sampler_module.sample_negatives = sampler
         for name in originals:
             delattr(objective, name)
 
@@ -291,13 +343,21 @@ def profile_arm(arm: Arm, batch: dict, args, device, steps: int = 2) -> dict:
     return {"forward_regions_s_per_step": regions, "top_ops": top}
 
 
-def summarise(times: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
-    """Median, min, max of wall and CPU seconds per arm and their ratios to the data2vec arm."""
+def summarise(times: dict[str, dict[str, list[float]]], audio_seconds: float) -> dict[str, dict]:
+    """Median, min, max of wall and CPU seconds per arm and their ratios to the data2vec arm;
+    unique audio seconds and masked-frame predictions per CPU-second."""
     reference = {kind: statistics.median(times["data2vec"][kind]) for kind in ("wall", "cpu")}
     summary = {}
     for name, kinds in times.items():
-        summary[name] = {}
-        for kind, values in kinds.items():
+        cpu_median = statistics.median(kinds["cpu"])
+        predictions = statistics.median(kinds["predictions"])
+        summary[name] = {
+            "predictions_per_step": predictions,
+            "predictions_per_cpu_s": predictions / cpu_median,
+            "audio_s_per_cpu_s": audio_seconds / cpu_median,
+        }
+        for kind in ("wall", "cpu"):
+            values = kinds[kind]
             median = statistics.median(values)
             summary[name][kind] = {
                 "median_s": median,
@@ -335,8 +395,8 @@ def summary_by_setting(everything: dict) -> list[str]:
         "",
         "## Summary (median CPU seconds per step; ratio to data2vec in brackets)",
         "",
-        "| model | batch | threads | tag | data2vec | aqc | aqc_official |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | threads | tag | " + " | ".join(ARMS) + " |",
+        "|---|---|---|---|" + "---|" * len(ARMS),
     ]
     for key in sorted(everything, key=lambda k: (k.split("|", 1)[1], k)):
         setting, arms = everything[key]["setting"], everything[key]["arms"]
@@ -350,6 +410,46 @@ def summary_by_setting(everything: dict) -> list[str]:
             f"| {setting['model']} | {setting['batch']} x {setting['seconds']:g} s | "
             f"{setting['threads']} | {setting['tag']} | " + " | ".join(cells) + " |"
         )
+    return lines
+
+
+def learning_per_cpu_second(everything: dict) -> list[str]:
+    """Rows of the 2.0 comparison: audio and predictions per CPU-second, engine ratios."""
+    lines = [
+        "",
+        "## Learning per CPU-second (data2vec 2.0 engine vs 1.0, same model and batch)",
+        "",
+        "Unique audio s / CPU s and masked-frame predictions / CPU s per arm; `2.0 gain` is the "
+        "ratio of predictions per CPU-second (data2vec2 / data2vec, aqc2 / aqc); `aqc cost` is "
+        "the CPU time of an aqc step over its engine's (aqc / data2vec, aqc2 / data2vec2).",
+        "",
+        "| model | batch | precision | threads | tag | clones | arm | CPU s/step | audio s/CPU s "
+        "| predictions/step | predictions/CPU s | 2.0 gain | aqc cost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    partner = {"data2vec2": "data2vec", "aqc2": "aqc"}
+    engine = {"aqc": "data2vec", "aqc2": "data2vec2"}
+    for key in sorted(everything):
+        setting, arms = everything[key]["setting"], everything[key]["arms"]
+        if not any(arm in arms for arm in V2_ARMS):
+            continue
+        for name, stats in arms.items():
+            if "predictions_per_cpu_s" not in stats:
+                continue
+            gain = cost = "-"
+            if partner.get(name) in arms:
+                base = arms[partner[name]]["predictions_per_cpu_s"]
+                gain = f"x{stats['predictions_per_cpu_s'] / base:.2f}"
+            if engine.get(name) in arms:
+                cost = f"x{stats['cpu']['median_s'] / arms[engine[name]]['cpu']['median_s']:.2f}"
+            lines.append(
+                f"| {setting['model']} | {setting['batch']} x {setting['seconds']:g} s | "
+                f"{setting['precision']} | {setting['threads']} | {setting['tag']} | "
+                f"{setting.get('clones', '-') if name in V2_ARMS else '-'} | {name} | "
+                f"{stats['cpu']['median_s']:.3f} | {stats['audio_s_per_cpu_s']:.2f} | "
+                f"{stats['predictions_per_step']:.0f} | {stats['predictions_per_cpu_s']:.0f} | "
+                f"{gain} | {cost} |"
+            )
     return lines
 
 
@@ -384,6 +484,7 @@ def markdown(everything: dict) -> str:
                 f"{cpu['ratio_to_data2vec']:.2f} | {'-' if peak is None else f'{peak:.0f}'} |"
             )
     lines += summary_by_setting(everything)
+    lines += learning_per_cpu_second(everything)
     for key in sorted(everything):
         profile = everything[key].get("profile")
         if not profile:
@@ -420,6 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clones", type=int, default=8, help="masked clones of the 2.0 arms")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
@@ -458,6 +560,7 @@ def main(argv: list[str] | None = None) -> None:
             "device": args.device,
             "precision": args.precision,
             "threads": args.threads,
+            "clones": args.clones,
             "warmup": args.warmup,
             "timed_steps": args.steps,
             "note": args.note,
@@ -465,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
             "machine": platform.processor() or platform.machine(),
             "augmentation": "pre-made; runs in loader workers, not timed",
         },
-        "arms": summarise(times),
+        "arms": summarise(times, args.batch * args.seconds),
     }
     if args.profile:
         entry["profile"] = {arm.name: profile_arm(arm, batch, args, device) for arm in arms}

@@ -276,6 +276,8 @@ def test_architecture_mismatch_names_the_field(fairseq_aqc):
         warm_start_objective(aqc_objective(num_heads=4), path)
     with pytest.raises(CheckpointError, match="layer_norm_first: checkpoint False vs objective"):
         warm_start_objective(aqc_objective(layer_norm_first=True), path)
+    with pytest.raises(CheckpointError, match="alibi: checkpoint False vs objective True"):
+        warm_start_objective(aqc_objective(alibi=True), path)
 
 
 def test_misshaped_encoder_key_is_named(hf_model):

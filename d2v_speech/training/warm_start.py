@@ -81,6 +81,7 @@ ARCHITECTURE_FIELDS = (
     "pos_conv_kernel",
     "pos_conv_groups",
     "layer_norm_first",
+    "alibi",
 )
 _EXTRA_STATE = "_extra_state"
 

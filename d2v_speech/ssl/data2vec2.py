@@ -40,7 +40,12 @@ from d2v_speech.ssl.regression import regression_loss
 from d2v_speech.ssl.target_builder import TopKTargetBuilder
 from d2v_speech.ssl.teacher_hooks import EncoderTeacherHooks
 
-__all__ = ["Data2Vec2Objective", "restore_with_noise", "per_utterance_mean"]
+__all__ = [
+    "Data2Vec2Objective",
+    "restore_with_noise",
+    "per_utterance_mean",
+    "temporal_spread",
+]
 
 TEACHER_INPUTS = ("student_features", "own_feature_encoder")
 
@@ -71,6 +76,23 @@ def per_utterance_mean(per_frame: torch.Tensor, rows: torch.Tensor, num_rows: in
         0, utterance, torch.ones_like(per_frame)
     )
     return total / count.clamp_min(1.0)
+
+
+def temporal_spread(local: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """Per-utterance, per-channel std over time of the frame-normalised encoder input.
+
+    local (B, T, D) -> (B, D). Each frame is layer-normalised first (no affine), so the value is
+    the share of a frame that changes over time, whatever the features' scale; padded frames are
+    left out. Differentiable: the variance floor of :class:`Data2Vec2Objective` trains on it.
+    """
+    x = nn.functional.layer_norm(local.float(), local.shape[-1:])
+    if padding_mask is None:
+        return x.var(dim=1).add(1e-6).sqrt()
+    valid = (~padding_mask).unsqueeze(-1).to(x.dtype)
+    count = valid.sum(1)
+    mean = (x * valid).sum(1) / count.clamp_min(1.0)
+    var = ((x - mean.unsqueeze(1)).square() * valid).sum(1) / (count - 1).clamp_min(1.0)
+    return var.add(1e-6).sqrt()
 
 
 class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
@@ -106,6 +128,14 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         its own CNN on the waveform. On the tiny CPU runs the first lets the CNN output go
         constant over time (``cnn_std`` 0.6 -> 0.01 in 500 updates, whatever the EMA decay or
         the warm-up), which makes the targets predictable from position alone.
+    variance_floor : float
+        Each channel of the frame-normalised encoder input should vary over time within an
+        utterance by at least this std (:func:`temporal_spread`); 0 (fairseq) switches it off.
+        The hinge ``mean(relu(floor - std))`` is added with ``variance_weight``, as VICReg's
+        variance term (Bardes et al., 2022): it is zero on a healthy run and only pushes back
+        when the CNN starts to emit the same vector for every frame.
+    variance_weight : float
+        Weight of that hinge.
     """
 
     def __init__(
@@ -122,8 +152,17 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         feature_penalty_weight: float = 0.0,
         feature_grad_mult: float = 1.0,
         teacher_input: str = "student_features",
+        variance_floor: float = 0.0,
+        variance_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        if variance_floor < 0 or variance_weight < 0:
+            raise ValueError(
+                f"variance_floor and variance_weight must be >= 0, got {variance_floor}, "
+                f"{variance_weight}"
+            )
+        self.variance_floor = float(variance_floor)
+        self.variance_weight = float(variance_weight)
         if teacher_input not in TEACHER_INPUTS:
             raise ValueError(
                 f"teacher_input must be one of {TEACHER_INPUTS}, got {teacher_input!r}"
@@ -251,9 +290,19 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         normed: torch.Tensor,
         mask: torch.Tensor,
         padding_mask: torch.Tensor | None,
+        local: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``feature_penalty`` (mean squared CNN feature, with grad), ``cnn_std`` and
-        ``masked_fraction`` (hidden share of the clones' valid frames) over valid frames."""
+        ``masked_fraction`` (hidden share of the clones' valid frames) over valid frames; with
+        ``local`` (B, T, D) also ``input_std`` (mean :func:`temporal_spread`) and
+        ``variance_hinge`` (with grad)."""
+        extra = {}
+        if local is not None:
+            spread = temporal_spread(local, padding_mask)
+            extra = {
+                "input_std": spread.detach().mean(),
+                "variance_hinge": (self.variance_floor - spread).clamp_min(0.0).mean(),
+            }
         if padding_mask is None:
             cnn_valid, normed_valid = cnn_features.flatten(0, 1), normed.flatten(0, 1)
             valid_frames = mask.numel()
@@ -264,6 +313,7 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
             "feature_penalty": cnn_valid.float().square().mean(),
             "cnn_std": frame_std(normed_valid.detach()),
             "masked_fraction": torch.tensor(float(mask.sum()) / max(valid_frames, 1)),
+            **extra,
         }
 
     # ---------------------------------------------------------------- forward
@@ -299,10 +349,12 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         predictions = self.student_predictions(local, padding_mask, mask, layer_keep)
         targets = self.teacher_targets(local, padding_mask, wav, sample_lengths)
         terms = self.regression_terms(predictions, targets, mask)
-        frames = self.frame_statistics(cnn_features, normed, mask, padding_mask)
+        frames = self.frame_statistics(cnn_features, normed, mask, padding_mask, local)
         loss = terms["loss_regression"]
         if self.feature_penalty_weight > 0:
             loss = loss + self.feature_penalty_weight * frames["feature_penalty"]
+        if self.variance_floor > 0:
+            loss = loss + self.variance_weight * frames["variance_hinge"]
         return {
             "loss": loss,
             "loss_regression": terms["loss_regression"].detach(),
@@ -311,5 +363,5 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
             "num_masked": terms["num_masked"],
             "ema_decay": torch.tensor(self.teacher.decay),
             "per_utterance_loss": terms["per_utterance_loss"],
-            **{k: v if k == "feature_penalty" else v.detach() for k, v in frames.items()},
+            **{k: v.detach() for k, v in frames.items()},
         }

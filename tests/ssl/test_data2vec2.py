@@ -21,7 +21,7 @@ from d2v_speech.nn.conv_decoder import ConvDecoder1d
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.transformer import KeptFrames
 from d2v_speech.ssl.block_masker import BlockMasker
-from d2v_speech.ssl.data2vec2 import Data2Vec2Objective, restore_with_noise
+from d2v_speech.ssl.data2vec2 import Data2Vec2Objective, restore_with_noise, temporal_spread
 from d2v_speech.ssl.ema import EMATeacherSettings
 from d2v_speech.ssl.target_builder import TopKTargetBuilder
 
@@ -389,3 +389,53 @@ def test_teacher_with_its_own_feature_encoder_ignores_the_students_cnn_until_the
             ConvDecoder1d(16, 8, 5, 2, 4),
             teacher_input="cnn",
         )
+
+
+def naive_temporal_spread(local, lengths):
+    """Reference of temporal_spread: per utterance, per channel, unbiased std over its frames of
+    the frame-wise layer-normalised features."""
+    rows = []
+    for b, n in enumerate(lengths):
+        x = local[b, :n]
+        x = (x - x.mean(-1, keepdim=True)) / torch.sqrt(
+            x.var(-1, unbiased=False, keepdim=True) + 1e-5
+        )
+        rows.append(torch.sqrt(x.var(0, unbiased=True) + 1e-6))
+    return torch.stack(rows)
+
+
+def test_temporal_spread_equals_naive_reference_with_padding():
+    torch.manual_seed(3)
+    local = torch.randn(3, 11, 6) * 4 + 2
+    lengths = [11, 7, 2]
+    padding = torch.arange(11)[None, :] >= torch.tensor(lengths)[:, None]
+    local[padding] = 123.0  # padded frames must not count
+    expected = naive_temporal_spread(local, lengths)
+    assert torch.allclose(temporal_spread(local, padding), expected, atol=ATOL)
+    assert torch.allclose(temporal_spread(local[:1], None), expected[:1], atol=ATOL)
+
+
+def test_variance_floor_adds_its_hinge_and_pushes_a_collapsing_cnn_apart():
+    torch.manual_seed(4)
+    wav = torch.randn(2, 3000)
+    plain = build_objective()
+    floored = build_objective()
+    floored.variance_floor, floored.variance_weight = 5.0, 2.0  # far above any spread: active
+    frames = plain.model.config.num_frames(3000)
+    masks = plain.masker(torch.tensor([frames, frames]), frames, torch.Generator().manual_seed(0))
+    out_plain, out_floor = plain(wav, mask=masks), floored(wav, mask=masks)
+    local = plain.frontend(wav, None)[2]
+    hinge = (5.0 - naive_temporal_spread(local, [local.shape[1]] * 2)).clamp_min(0).mean()
+    assert torch.allclose(out_floor["variance_hinge"], hinge, atol=ATOL)
+    assert torch.allclose(out_floor["loss"], out_plain["loss"] + 2.0 * hinge, atol=ATOL)
+    assert torch.allclose(out_floor["input_std"], out_plain["input_std"], atol=ATOL)
+    # the hinge alone: one small gradient step raises the spread
+    conv = floored.model.feature_extractor.conv_layers[-1].conv
+    spread = temporal_spread(floored.frontend(wav, None)[2], None).mean()
+    (5.0 - temporal_spread(floored.frontend(wav, None)[2], None)).clamp_min(0).mean().backward()
+    with torch.no_grad():
+        for p in floored.model.parameters():
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+    assert conv.weight.grad is not None
+    assert temporal_spread(floored.frontend(wav, None)[2], None).mean() > spread

@@ -10,7 +10,7 @@ CORPUS := data/MiniLibriSpeech
 PREPARED := results/prepared
 PYTEST_ARGS ?= -q
 
-.PHONY: setup test demo demo-swbd pretrain-tiny lint corpus lm-tools lm
+.PHONY: setup test demo demo-swbd pretrain-tiny lint corpus lm-tools lm ssl-gain
 
 setup: $(APT_STAMP) $(PIP_STAMP)
 
@@ -66,6 +66,13 @@ demo: pretrain-tiny lm
 		--lexicon $(LM_DIR)/lexicon.txt --tune_on dev-clean --output_folder=$(FINETUNED)/eval_4gram
 	@echo "== greedy decoding"; cat $(FINETUNED)/results.md
 	@echo "== lexicon beam search + 4-gram LM"; cat $(FINETUNED)/eval_4gram/results.md
+
+# The SSL-gain benchmark (benchmarks/ssl_gain.py): scratch, data2vec, aqc, data2vec2, aqc2 at
+# one pretraining CPU budget, 3 fine-tuning seeds on 10m and 1h, two jobs side by side on one
+# thread each. Many hours on 2 cores; re-running resumes. SSL_GAIN_ARGS="--seeds 1 --splits 1h"
+SSL_GAIN_ARGS ?=
+ssl-gain: corpus lm
+	$(PY) benchmarks/ssl_gain.py --precision=$(PRECISION) $(SSL_GAIN_ARGS)
 
 # KenLM's lmplz and build_binary, compiled into tools/kenlm/bin (apt build deps, about 40 s).
 lm-tools: setup

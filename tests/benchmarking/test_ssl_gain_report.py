@@ -1,0 +1,113 @@
+"""benchmarks/ssl_gain.py's job grid and report, on finished-job records written by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ssl_gain", ROOT / "benchmarks" / "ssl_gain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_metrics(cer: float) -> dict:
+    sets = {
+        name: {"cer": cer + k, "wer_greedy": 2 * cer + k, "wer_4gram": 1.5 * cer + k,
+               "nats_per_char": cer / 30 + k}
+        for k, name in enumerate(("test-clean", "test-other"))
+    }  # fmt: skip
+    return {**sets, "dev-clean_cer": cer - 1}
+
+
+def test_grid_order_budgets_and_report(tmp_path):
+    ssl_gain = load_script()
+    args = ssl_gain.parse_args(
+        ["--arms", "aqc2", "scratch", "data2vec2", "--splits", "1h", "--seeds", "3",
+         "--work_dir", str(tmp_path / "work"), "--results", str(tmp_path / "out"), "--no_lm"]
+    )  # fmt: skip
+    config = ssl_gain.load_config(Path(args.config), args)
+    jobs = ssl_gain.Grid(config, args).build()
+    names = [job.name for job in jobs]
+    # a pretraining arm is calibrated, pretrained, then fine-tuned; whole seeds come first
+    assert names[:7] == [
+        "calibrate/aqc2",
+        "pretrain/aqc2_2638",
+        "probe/aqc2_2638/1",
+        "finetune/aqc2_2638/1h/1",
+        "probe/scratch/1",
+        "finetune/scratch/1h/1",
+        "calibrate/data2vec2",
+    ]
+    assert names.index("finetune/data2vec2_2638/1h/1") < names.index("finetune/aqc2_2638/1h/2")
+    assert len(names) == 2 * 2 + 3 * 3 * 2
+
+    # the update count spends the budget: (budget - start-up) / CPU per update
+    calibration = tmp_path / "work" / "calibrate" / "aqc2" / "job.json"
+    calibration.parent.mkdir(parents=True)
+    calibration.write_text(json.dumps({"cpu_per_update": 1.25, "overhead_cpu_seconds": 38.0}))
+    pretrain = jobs[1]
+    command = pretrain.commands()[0]
+    assert "--optimizer_step_limit=2080" in command  # (2638 - 38) / 1.25
+
+    cers = {
+        "scratch": [40.0, 41.0, 42.0],
+        "aqc2": [35.0, 35.5, 36.0],
+        "data2vec2": [39.0, 41.0, 43.0],
+    }
+    for job in jobs:
+        job.done_file.parent.mkdir(parents=True, exist_ok=True)
+        if job.name.startswith("pretrain/"):
+            arm = job.name.split("/")[1].split("_")[0]
+            record = {"arm": arm, "budget": 2638, "updates": 2000, "cpu_seconds": 2650.0}
+        elif job.name.startswith("finetune/"):
+            _, tag, split, seed = job.name.split("/")
+            arm = tag.split("_")[0]
+            record = {"arm": arm, "budget": None if arm == "scratch" else 2638, "split": split,
+                      "seed": int(seed), "metrics": fake_metrics(cers[arm][int(seed) - 1]),
+                      "cpu_seconds": 100.0}  # fmt: skip
+        elif job.name.startswith("probe/"):
+            _, tag, seed = job.name.split("/")
+            arm = tag.split("_")[0]
+            # the probe ranks data2vec2 best, scratch worst: the opposite of fine-tuning for 2
+            probe_cer = {"scratch": 90.0, "aqc2": 80.0, "data2vec2": 70.0}[arm] + int(seed)
+            probe = {"ctc": {"dev-clean": {"cer": probe_cer}, "dev-other": {"cer": probe_cer + 5}},
+                     "speaker": {"accuracy": 50.0 + int(seed)}}  # fmt: skip
+            record = {"arm": arm, "budget": None if arm == "scratch" else 2638,
+                      "seed": int(seed), "probe": probe, "cpu_seconds": 20.0}  # fmt: skip
+        else:
+            record = {"cpu_seconds": 50.0}
+        job.done_file.write_text(json.dumps(record))
+    ssl_gain.write_report(jobs, config, args)
+
+    report = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())
+    by_arm = {cell["arm"]: cell for cell in report["cells"]}
+    cell = by_arm["data2vec2"]["test-other/cer"]
+    assert math.isclose(cell["mean"], np.mean(cers["data2vec2"]) + 1)
+    assert math.isclose(cell["std"], np.std(cers["data2vec2"], ddof=1))
+    gains = report["comparisons"]["1h/2638"]
+    expected = (41.0 - 35.5) / 41.0 * 100  # test-clean CER: scratch mean 41, aqc2 mean 35.5
+    assert math.isclose(gains["over_scratch"]["aqc2"]["test-clean/cer"], expected)
+    assert gains["clearly_beats_scratch"] == {"aqc2": True, "data2vec2": False}
+    aqc_gain = gains["aqc_over_data2vec"]["aqc2 vs data2vec2"]["test-clean"]
+    assert math.isclose(aqc_gain, (41.0 - 35.5) / 41.0 * 100)
+    assert report["meta"]["jobs_done"] == len(jobs)
+    probes = {p["arm"]: p for p in report["probes"]}
+    assert math.isclose(probes["aqc2"]["ctc/dev-clean/cer"]["mean"], 82.0)
+    assert math.isclose(probes["scratch"]["speaker/accuracy"]["std"], 1.0)
+    agreement = report["probe_ranking_agreement"]["1h/2638"]
+    # fine-tuning: aqc2 (34.5) < scratch (40) = data2vec2 (40); probe: data2vec2 < aqc2 < scratch
+    assert agreement["probe_order"] == ["data2vec2", "aqc2", "scratch"]
+    assert agreement["finetune_order"][0] == "aqc2"
+    assert agreement["kendall_tau"] < 0.5
+    markdown = (tmp_path / "out" / "ssl_gain.md").read_text()
+    assert "| aqc2 | 2000, 2650 | 34.50 ± 0.50 (3) |" in markdown
+    assert (tmp_path / "out" / "ssl_gain_dev_cer.png").stat().st_size > 1000

@@ -9,6 +9,8 @@ APT_PACKAGES := espeak-ng flite fortunes fortunes-min sox libsndfile1
 CORPUS := data/MiniLibriSpeech
 PREPARED := results/prepared
 PYTEST_ARGS ?= -q
+# e.g. CORPUS_ARGS="--pool_hours 10 --other_pool_fraction 0.5" (a 10 h pool, half of it 'other')
+CORPUS_ARGS ?=
 
 .PHONY: setup test demo demo-swbd pretrain-tiny lint corpus lm-tools lm ssl-gain
 
@@ -38,7 +40,7 @@ lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 corpus: setup
-	$(PY) -m d2v_speech.data.minicorpus --out $(CORPUS)
+	$(PY) -m d2v_speech.data.minicorpus --out $(CORPUS) $(CORPUS_ARGS)
 
 # The main job on the embedded corpus: corpus -> CSVs -> tiny data2vec-aqc pretraining ->
 # CTC fine-tuning on the Libri-light-style 1 h split -> WER/CER on test-clean and test-other (CPU),

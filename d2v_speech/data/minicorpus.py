@@ -3,7 +3,7 @@
 Usage::
 
     python -m d2v_speech.data.minicorpus --out data/MiniLibriSpeech \
-        [--hours 2.0] [--seed 0] [--jobs 2] [--force]
+        [--hours 2.0] [--pool_hours 10 --other_pool_fraction 0.5] [--seed 0] [--jobs 2] [--force]
 
 Layout written under ``out`` (identical to the real corpora, so the real preparation runs on it)::
 
@@ -19,6 +19,13 @@ of dev-clean, dev-other, test-clean, test-other H/12 (10 min at H=2); six disjoi
 10-minute subsets ``1h/k`` of H/12 each (1 h in all at H=2), half clean and half other; ``9h``
 H/8 (15 min at H=2, a scaled-down stand-in for the real 9 h), half clean and half other.
 Sizes are planned from an estimate of seconds per word; ``corpus.json`` gives the real hours.
+
+A larger unlabelled pool (``pool_hours``, P) leaves every other set as ``hours`` makes it; with
+``other_pool_fraction`` f > 0 the pool is split as LibriSpeech's: ``train-clean-100`` (1 - f) P
+hours of clean audio and ``train-other-500`` f P hours of training voices with the 'other'
+acoustics of the labelled ``other`` folders. The two pool folders share no sentence (each
+reuses its own when the fortunes run out). With the defaults (P = H, f = 0) the corpus is
+byte-identical to the one without these options.
 
 Design choices:
 - The labelled (Libri-light) utterances are spoken by training speakers but are *separate*
@@ -79,6 +86,8 @@ STAMP_NAME = ".minicorpus_complete.json"
 STAGING_NAME = ".minicorpus_staging"
 LOCK_NAME = ".minicorpus.lock"
 OWNED_ENTRIES = (*LIBRISPEECH_SPLITS, FINETUNING_DIR, "speakers.csv", "corpus.json")
+OTHER_POOL = "train-other-500"  # present only when other_pool_fraction > 0
+POOL_FOLDERS = ("train-clean-100", OTHER_POOL)
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,11 @@ class Utterance:
         return f"{self.folder}/{spk}/{self.chapter}/{self.utterance_id}.flac"
 
 
-def split_specs() -> list[SplitSpec]:
-    """Every output folder, in the order sentences are handed out (held-out sets first)."""
+def split_specs(pool_ratio: float = 1.0, other_pool_fraction: float = 0.0) -> list[SplitSpec]:
+    """Every output folder, in the order sentences are handed out (held-out sets first).
+
+    The pool is ``pool_ratio`` times ``hours``, ``other_pool_fraction`` of it in
+    ``train-other-500`` (last, so the other folders' plan does not depend on it)."""
     specs = [
         SplitSpec("test-clean", 1 / 12, "test-clean", False),
         SplitSpec("test-other", 1 / 12, "test-other", True),
@@ -135,7 +147,10 @@ def split_specs() -> list[SplitSpec]:
         specs.append(
             SplitSpec(f"{FINETUNING_DIR}/9h/{condition}", 1 / 16, "train", condition == "other")
         )
-    specs.append(SplitSpec("train-clean-100", 1.0, "train", False))
+    clean_share = pool_ratio * (1.0 - other_pool_fraction)
+    specs.append(SplitSpec("train-clean-100", clean_share, "train", False))
+    if other_pool_fraction > 0:
+        specs.append(SplitSpec(OTHER_POOL, pool_ratio * other_pool_fraction, "train", True))
     return specs
 
 
@@ -144,21 +159,28 @@ def allocate_sentences(
 ) -> dict[str, list[str]]:
     """Hand out shuffled sentences to folders until each reaches its estimated duration.
 
-    Each folder gets at least one sentence. Only train-clean-100 may reuse (its own) sentences.
+    Each folder gets at least one sentence. Only the pool folders may reuse (their own)
+    sentences; when there are two, the sentences left for the pool are split between them in
+    proportion to their sizes, so they share none.
     """
     allocation: dict[str, list[str]] = {}
     cursor = 0
+    pool_specs = [spec for spec in specs if spec.folder in POOL_FOLDERS]
+    shares: dict[str, list[str]] = {}
     for spec in specs:
         target = spec.fraction_of_hours * hours * 3600.0
+        if spec.folder in POOL_FOLDERS and not shares:
+            shares = _pool_shares(sentences[cursor:], pool_specs)
+        source = shares[spec.folder] if spec.folder in POOL_FOLDERS else sentences
+        start = 0 if spec.folder in POOL_FOLDERS else cursor
         chosen: list[str] = []
         num_distinct = 0
         estimate = 0.0
         while not chosen or estimate < target:
-            if cursor < len(sentences):
-                chosen.append(sentences[cursor])
-                cursor += 1
+            if start + num_distinct < len(source):
+                chosen.append(source[start + num_distinct])
                 num_distinct += 1
-            elif spec.folder == "train-clean-100" and num_distinct:
+            elif spec.folder in POOL_FOLDERS and num_distinct:
                 chosen.append(chosen[len(chosen) % num_distinct])
             else:
                 raise ValueError(
@@ -166,8 +188,28 @@ def allocate_sentences(
                     f"available (ran out at '{spec.folder}'); use a smaller --hours"
                 )
             estimate += len(chosen[-1].split()) * SECONDS_PER_WORD
+        if spec.folder not in POOL_FOLDERS:
+            cursor += num_distinct
         allocation[spec.folder] = chosen
     return allocation
+
+
+def _pool_shares(remaining: list[str], pool_specs: list[SplitSpec]) -> dict[str, list[str]]:
+    """Disjoint runs of the remaining sentences for the pool folders, sized like the folders."""
+    if len(pool_specs) == 1:
+        return {pool_specs[0].folder: remaining}
+    total = sum(spec.fraction_of_hours for spec in pool_specs)
+    shares, start = {}, 0
+    for k, spec in enumerate(pool_specs):
+        last = k == len(pool_specs) - 1
+        size = (
+            len(remaining) - start
+            if last
+            else round(len(remaining) * spec.fraction_of_hours / total)
+        )
+        shares[spec.folder] = remaining[start : start + size]
+        start += size
+    return shares
 
 
 def choose_speaker_groups(
@@ -193,11 +235,18 @@ def choose_speaker_groups(
     }
 
 
-def plan_corpus(sentences: list[str], hours: float, seed: int) -> list[Utterance]:
+def plan_corpus(
+    sentences: list[str],
+    hours: float,
+    seed: int,
+    pool_hours: float | None = None,
+    other_pool_fraction: float = 0.0,
+) -> list[Utterance]:
     """Every utterance of the corpus (text, speaker, chapter, acoustics), fixed by ``seed``."""
     rng = np.random.default_rng(seed)
     shuffled = [sentences[i] for i in rng.permutation(len(sentences))]
-    specs = split_specs()
+    pool_ratio = 1.0 if pool_hours is None else pool_hours / hours
+    specs = split_specs(pool_ratio, other_pool_fraction)
     allocation = allocate_sentences(shuffled, specs, hours)
     speakers = build_speakers(rng)
     groups = choose_speaker_groups(speakers, len(allocation["train-clean-100"]), rng)
@@ -316,7 +365,12 @@ def summarize(utterances: list[Utterance], num_samples: list[int], settings: dic
 
 
 def _settings(
-    hours: float, seed: int, tools: dict[str, str], sentences: list[str], plan: list[Utterance]
+    hours: float,
+    seed: int,
+    tools: dict[str, str],
+    sentences: list[str],
+    plan: list[Utterance],
+    pool: dict | None = None,
 ) -> dict:
     """Everything that changes the output bytes; a different value means regenerate.
 
@@ -331,6 +385,8 @@ def _settings(
         "tools": tools,
         "sentences_available": len(sentences),
         "plan_sha256": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(),
+        # only a non-default pool is recorded, so corpora made before the option stay valid
+        **({"pool": pool} if pool else {}),
     }
 
 
@@ -357,9 +413,15 @@ def is_stamped(
     return all((out_dir / entry).exists() for entry in owned_entries)
 
 
+def owned_entries(settings: dict) -> tuple[str, ...]:
+    """What a corpus with ``settings`` writes under its folder."""
+    has_other_pool = settings.get("pool", {}).get("other_pool_fraction", 0) > 0
+    return OWNED_ENTRIES + ((OTHER_POOL,) if has_other_pool else ())
+
+
 def is_complete(out_dir: Path, settings: dict) -> bool:
     """True if ``out_dir`` holds a finished corpus generated with exactly ``settings``."""
-    return is_stamped(out_dir, settings, STAMP_NAME, OWNED_ENTRIES)
+    return is_stamped(out_dir, settings, STAMP_NAME, owned_entries(settings))
 
 
 @contextmanager
@@ -411,11 +473,14 @@ def generate_corpus(
     force: bool = False,
     fortune_dir: str | Path = FORTUNE_DIR,
     progress: bool = True,
+    pool_hours: float | None = None,
+    other_pool_fraction: float = 0.0,
 ) -> dict:
     """Generate the embedded corpus under ``out_dir`` and return its summary (``corpus.json``).
 
     A complete corpus with the same settings is left untouched (fast no-op) unless ``force``.
-    ``hours`` is the size of the unlabelled pool; all other sets scale with it.
+    ``hours`` sizes every set (and the unlabelled pool unless ``pool_hours`` is given);
+    ``other_pool_fraction`` of the pool goes to ``train-other-500`` with degraded acoustics.
     """
     if not (isinstance(hours, int | float) and hours > 0):
         raise ValueError(f"hours must be a positive number, got {hours!r}")
@@ -423,10 +488,17 @@ def generate_corpus(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if pool_hours is not None and not (isinstance(pool_hours, int | float) and pool_hours > 0):
+        raise ValueError(f"pool_hours must be a positive number or None, got {pool_hours!r}")
+    if not 0.0 <= other_pool_fraction < 1.0:
+        raise ValueError(f"other_pool_fraction must be in [0, 1), got {other_pool_fraction!r}")
     out_dir = Path(out_dir)
     sentences = load_sentences(Path(fortune_dir))
-    utterances = plan_corpus(sentences, float(hours), seed)
-    settings = _settings(float(hours), seed, check_tools(), sentences, utterances)
+    utterances = plan_corpus(sentences, float(hours), seed, pool_hours, other_pool_fraction)
+    pool = None
+    if (pool_hours is not None and pool_hours != hours) or other_pool_fraction > 0:
+        pool = {"pool_hours": pool_hours or hours, "other_pool_fraction": other_pool_fraction}
+    settings = _settings(float(hours), seed, check_tools(), sentences, utterances, pool)
     if not force and is_complete(out_dir, settings):
         logger.info(
             "Embedded corpus in %s is complete with these settings; nothing to do.", out_dir
@@ -468,7 +540,10 @@ def _generate(
     write_speaker_table(speakers, splits_of, staging / "speakers.csv")
     summary = summarize(utterances, num_samples, settings)
     write_text_atomic(staging / "corpus.json", json_text(summary))
-    publish(staging, out_dir, settings, STAMP_NAME, OWNED_ENTRIES)
+    owned = owned_entries(settings)
+    if OTHER_POOL not in owned and (out_dir / OTHER_POOL).is_dir():
+        shutil.rmtree(out_dir / OTHER_POOL)  # left by an earlier corpus with an 'other' pool
+    publish(staging, out_dir, settings, STAMP_NAME, owned)
     logger.info(
         "Generated %.2f h (%d utterances) in %s in %.1f s.",
         summary["total_hours"],
@@ -501,13 +576,21 @@ def main(argv: list[str] | None = None) -> dict:
         description="Generate the embedded synthetic LibriSpeech/Libri-light corpus.",
     )
     parser.add_argument("--out", default="data/MiniLibriSpeech", help="output folder")
-    parser.add_argument("--hours", type=float, default=2.0, help="hours of unlabelled audio")
+    parser.add_argument("--hours", type=float, default=2.0, help="size of every set (hours)")
+    parser.add_argument("--pool_hours", type=float, help="unlabelled pool hours (default: --hours)")
+    parser.add_argument(
+        "--other_pool_fraction", type=float, default=0.0,
+        help="share of the pool in train-other-500, with 'other' acoustics (e.g. 0.5)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--force", action="store_true", help="regenerate even if complete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = generate_corpus(args.out, args.hours, args.seed, args.jobs, args.force)
+    summary = generate_corpus(
+        args.out, args.hours, args.seed, args.jobs, args.force,
+        pool_hours=args.pool_hours, other_pool_fraction=args.other_pool_fraction,
+    )  # fmt: skip
     print(_format_summary(summary))
     return summary
 

@@ -20,13 +20,20 @@ EMBEDDED_CORPUS = os.path.join("data", "MiniLibriSpeech")
 
 
 def ensure_embedded_corpus(data_folder: str, hours: float | None = None) -> None:
-    """Generate the embedded corpus when the recipe points at it and it is not there yet."""
+    """Generate the embedded corpus when the recipe points at it and it is not there yet.
+
+    With ``hours`` None a complete corpus of any size is used as it is (for example one made
+    with ``python -m d2v_speech.data.minicorpus --pool_hours 10``); with ``hours`` given, a
+    corpus of another size is regenerated.
+    """
     if os.path.normpath(data_folder) != os.path.normpath(EMBEDDED_CORPUS):
         if not os.path.isdir(data_folder):
             raise FileNotFoundError(f"data_folder {data_folder} does not exist")
         return
-    from d2v_speech.data.minicorpus import generate_corpus
+    from d2v_speech.data.minicorpus import STAMP_NAME, generate_corpus
 
+    if hours is None and os.path.isfile(os.path.join(data_folder, STAMP_NAME)):
+        return
     kwargs = {} if hours is None else {"hours": hours}
     run_on_main(generate_corpus, kwargs={"out_dir": data_folder, **kwargs})
 

@@ -229,6 +229,8 @@ def test_interrupted_generation_does_not_look_complete_and_resumes(
         ({"seed": -1}, "seed"),
         ({"jobs": 0}, "jobs"),
         ({"hours": 500.0}, "sentences"),
+        ({"pool_hours": -1.0}, "pool_hours"),
+        ({"other_pool_fraction": 1.0}, "other_pool_fraction"),
     ],
 )
 def test_bad_settings_are_rejected(tmp_path, kwargs, message):
@@ -250,3 +252,56 @@ def test_concurrent_generators_into_one_folder_take_turns(tiny_corpus, tmp_path)
     assert summaries[0] == summaries[1]
     for path in tiny_corpus.rglob("*.flac"):
         assert (out / path.relative_to(tiny_corpus)).read_bytes() == path.read_bytes()
+
+
+def test_a_larger_pool_with_other_acoustics_leaves_every_other_set_as_it_was():
+    sentences = minicorpus.load_sentences(Path(minicorpus.FORTUNE_DIR))
+    plain = minicorpus.plan_corpus(sentences, 0.5, 3)
+    big = minicorpus.plan_corpus(sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5)
+    pool = minicorpus.POOL_FOLDERS
+
+    def held(plan):
+        return [
+            (u.relative_path, u.text, u.degraded, u.speaker) for u in plan if u.folder not in pool
+        ]
+
+    assert held(plain) == held(big)
+    clean = [u for u in big if u.folder == "train-clean-100"]
+    other = [u for u in big if u.folder == minicorpus.OTHER_POOL]
+    words = [
+        sum(len(u.text.split()) for u in us) * minicorpus.SECONDS_PER_WORD for us in (clean, other)
+    ]
+    assert all(0.9 * 3600 <= w <= 1.1 * 3600 for w in words)  # 1 h each, as planned
+    assert not any(u.degraded for u in clean) and all(u.degraded for u in other)
+    assert not {u.text for u in clean} & {u.text for u in other}
+    assert not ({u.text for u in clean} | {u.text for u in other}) & {t for _, t, _, _ in held(big)}
+    assert {u.speaker.group for u in other} == {"seen"}
+
+
+def test_an_other_pool_is_written_prepared_and_removed_when_asked_no_more(tmp_path):
+    from d2v_speech.data.librispeech import prepare_librispeech
+
+    out = tmp_path / "corpus"
+    summary = generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False,
+                              pool_hours=0.04, other_pool_fraction=0.5)  # fmt: skip
+    folders = summary["folders"]
+    assert folders[minicorpus.OTHER_POOL]["degraded_acoustics"] is True
+    assert folders["train-clean-100"]["degraded_acoustics"] is False
+    assert summary["pool"] == {"pool_hours": 0.04, "other_pool_fraction": 0.5}
+    prepare_librispeech(out, tmp_path / "csv", splits=["train-other-500"], progress=False)
+    rows = (tmp_path / "csv" / "train-other-500.csv").read_text().splitlines()
+    assert len(rows) - 1 == folders[minicorpus.OTHER_POOL]["utterances"]
+    generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False)
+    assert not (out / minicorpus.OTHER_POOL).exists()
+
+
+def test_recipes_use_a_complete_corpus_of_any_size_unless_given_hours(tmp_path, monkeypatch):
+    from d2v_speech.training.pretrain_setup import ensure_embedded_corpus
+
+    monkeypatch.chdir(tmp_path)
+    out = Path("data/MiniLibriSpeech")
+    generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False, pool_hours=0.03)
+    stamp = (out / STAMP_NAME).read_text()
+    ensure_embedded_corpus("data/MiniLibriSpeech")  # the default size would be 2 h: kept as is
+    assert (out / STAMP_NAME).read_text() == stamp
+    assert json.loads((out / "corpus.json").read_text())["pool"]["pool_hours"] == 0.03

@@ -105,6 +105,8 @@ class FineTuneBrain(RecipeBrain):
     def on_fit_start(self):
         super().on_fit_start()
         self.step_log = JsonLinesLog(self.hparams.step_log_file)
+        # a resumed run redoes the updates after its checkpoint: their old records go
+        self.step_log.truncate_after(self.optimizer_step)
         self._reset_interval()
         # the schedule is a pure function of the update count, so a resumed run continues it
         self.hparams.lr_scheduler(self.optimizer, self.optimizer_step)

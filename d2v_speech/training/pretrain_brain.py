@@ -86,6 +86,8 @@ class PretrainBrain(RecipeBrain):
         )
         self.averager = IntervalAverager()
         self.step_log = JsonLinesLog(self.hparams.step_log_file)
+        # a resumed run redoes the updates after its checkpoint: their old records go
+        self.step_log.truncate_after(self.optimizer_step)
         self.nonfinite_in_row = 0
         self.skipped_updates = getattr(self, "skipped_updates", 0)
         self._interval_start = time.time()

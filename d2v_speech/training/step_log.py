@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import torch
 from speechbrain.utils.distributed import if_main_process
 
+from d2v_speech.atomic_files import write_text_atomic
+
 
 class IntervalAverager:
     """Accumulates scalar statistics between two log lines and returns their means."""
@@ -54,10 +56,32 @@ class JsonLinesLog:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
     def read(self) -> list[dict]:
+        """Every record; a last line cut short by a kill is left out."""
         if not os.path.exists(self.path):
             return []
+        records = []
         with open(self.path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+            for line in handle:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+    def truncate_after(self, update: int) -> int:
+        """Drop the records of updates after ``update`` (main process only), so that a run
+        resumed from the checkpoint of that update logs each update once; returns how many
+        records were dropped."""
+        if not if_main_process() or not os.path.exists(self.path):
+            return 0
+        records = self.read()
+        kept = [r for r in records if int(r.get("update", 0)) <= update]
+        with open(self.path, encoding="utf-8") as handle:
+            lines = sum(1 for line in handle if line.strip())
+        if lines != len(kept):
+            text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+            write_text_atomic(self.path, text)
+        return lines - len(kept)
 
 
 def plot_training_curves(records: list[dict], png_path: str, x_key: str = "update") -> list[str]:

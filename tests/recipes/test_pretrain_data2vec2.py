@@ -50,6 +50,12 @@ def test_v2_recipe_resumes_exactly_after_a_kill(
     assert losses_per_update(killed_dir) == pytest.approx(
         losses_per_update(reference_dir), rel=1e-6
     )
+    resumed_updates = [
+        json.loads(line)["update"]
+        for line in (killed_dir / "train_steps.jsonl").open()
+        if '"loss"' in line
+    ]
+    assert resumed_updates == sorted(set(resumed_updates)), "an update was logged twice"
     records = [json.loads(line) for line in (reference_dir / "train_steps.jsonl").open()]
     fractions = [r["masked_fraction"] for r in records if "masked_fraction" in r]
     assert fractions and all(0.45 < f <= 0.5 for f in fractions)

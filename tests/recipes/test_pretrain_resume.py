@@ -198,6 +198,9 @@ def test_run_killed_twice_and_rerun_ends_like_uninterrupted_run(
         losses_per_update(reference_dir), rel=1e-6
     ), context
     assert sorted(losses_per_update(reference_dir)) == list(range(1, NUM_UPDATES + 1))
+    logged = [json.loads(line) for line in (killed_dir / "train_steps.jsonl").open()]
+    train_updates = [r["update"] for r in logged if "loss" in r]
+    assert train_updates == list(range(1, NUM_UPDATES + 1)), f"each update once ({context})"
     leftovers = [p.name for p in save_folder.iterdir() if not (p / METAFNAME).exists()]
     assert not leftovers, f"incomplete checkpoint folders remain: {leftovers}"
 

@@ -54,7 +54,22 @@ __all__ = [
 
 #: recoverable name of the CTC model in the fine-tuning recipe's checkpoints
 FINETUNED_MODEL_FILE = "model.ckpt"
-SCRATCH = ("none", "scratch", "")
+SCRATCH = ("none", "scratch")
+
+
+def is_scratch(pretrained: str | Path | None) -> bool:
+    """True for "none" / "scratch" (random initialisation). An empty value or None is refused:
+    it is what an unset shell variable gives (``--pretrained=$RUN`` reaches the YAML as null),
+    not a choice."""
+    text = "" if pretrained is None else str(pretrained).strip()
+    if not text:
+        raise ValueError(
+            "pretrained is empty (an unset variable?); give a checkpoint, or 'none' to start "
+            "from random weights"
+        )
+    return text.lower() in SCRATCH
+
+
 NOT_FINETUNED_HINT = (
     "expected a fine-tuned CTC model: a fine-tuning output folder, one of its CKPT+* folders or "
     f"{FINETUNED_MODEL_FILE}, a fairseq fine-tuned .pt, or a Hugging Face Data2VecAudioForCTC "
@@ -247,9 +262,9 @@ def build_ctc_model(
 
     Parameters
     ----------
-    pretrained : str, Path or None
-        Any source `load_checkpoint` reads, one of our fine-tuned models, or "none" / None for
-        random initialisation of `model_preset`.
+    pretrained : str or Path
+        Any source `load_checkpoint` reads, one of our fine-tuned models, or "none" for random
+        initialisation of `model_preset` (an empty value is an error, see `is_scratch`).
     vocabulary : LetterVocabulary or SentencePieceVocabulary
     model_preset : str or Path, optional
         Architecture for `pretrained="none"` (ignored otherwise: the checkpoint brings its own).
@@ -267,7 +282,7 @@ def build_ctc_model(
     """
     overrides = dict(encoder_overrides or {})
     source_normalize = None
-    if pretrained is None or str(pretrained).strip().lower() in SCRATCH:
+    if is_scratch(pretrained):
         if model_preset is None:
             raise ValueError("pretrained='none' needs model_preset for the architecture")
         encoder = Data2VecAudioModel(load_model_config(model_preset, **overrides))

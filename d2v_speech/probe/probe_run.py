@@ -135,10 +135,11 @@ def run_probes(
 def load_frozen_encoder(pretrained: str, model_preset: str) -> tuple[Data2VecAudioModel, bool]:
     """(encoder with frozen weights, normalize) from any checkpoint `load_checkpoint` reads, or a
     random `model_preset` encoder for "none" (the scratch reference)."""
+    from d2v_speech.asr.model_io import is_scratch
     from d2v_speech.checkpoints import load_checkpoint
     from d2v_speech.nn.presets import load_model_config
 
-    if str(pretrained).strip().lower() in ("none", "scratch"):
+    if is_scratch(pretrained):
         encoder, normalize = Data2VecAudioModel(load_model_config(model_preset)), True
     else:
         checkpoint = load_checkpoint(pretrained)

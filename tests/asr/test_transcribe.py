@@ -207,3 +207,11 @@ def test_reinit_top_layers_keeps_the_rest_of_the_pretrained_encoder(tmp_path):
     assert torch.equal(encoder["encoder.layer_norm.weight"], torch.ones(32))
     with pytest.raises(ValueError, match="reinit_top_layers=4: the encoder has 3 layers"):
         build_ctc_model(pretraining, letters, reinit_top_layers=4, mask_channel_length=4)
+
+
+@pytest.mark.parametrize("empty", [None, "", "  "])
+def test_an_empty_pretrained_value_is_refused_instead_of_starting_from_scratch(empty):
+    from d2v_speech.asr.vocabulary import LetterVocabulary
+
+    with pytest.raises(ValueError, match="pretrained is empty.*'none'"):
+        build_ctc_model(empty, LetterVocabulary(), model_preset="tiny")

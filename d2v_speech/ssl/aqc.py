@@ -36,6 +36,7 @@ import torch
 
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.quantizer import QuantizerOutput
+from d2v_speech.ssl.aqc_terms import AQCTerms, codes_in_use
 from d2v_speech.ssl.cluster_scaler import ClusterScaler, CosineKMeans
 from d2v_speech.ssl.cross_contrastive import CrossContrastiveHead
 from d2v_speech.ssl.data2vec1_engine import (
@@ -87,7 +88,7 @@ AQC_PART_DEFAULTS: dict[str, Callable[..., Any]] = {
 }
 
 
-class AQCObjective(Data2Vec1Engine):
+class AQCObjective(AQCTerms, Data2Vec1Engine):
     """data2vec-aqc pretraining loss around a :class:`Data2VecAudioModel` (the student).
 
     Arguments
@@ -207,19 +208,6 @@ class AQCObjective(Data2Vec1Engine):
             anchor, candidates, neg_index, same_cluster, self.cluster_scaler
         )
 
-    def code_statistics(
-        self, quant_clean: QuantizerOutput, quant_aug: QuantizerOutput
-    ) -> dict[str, torch.Tensor]:
-        """Codebook use of both views (detached scalars)."""
-        codes = quant_clean.codes.reshape(-1, quant_clean.codes.shape[-1])
-        return {
-            "code_perplexity": quant_clean.code_perplexity.detach(),
-            "prob_perplexity": quant_clean.prob_perplexity.detach(),
-            "codes_in_use": codes_in_use(codes, self.quantizer.num_vars),
-            "aug_code_perplexity": quant_aug.code_perplexity.detach(),
-            "gumbel_temperature": torch.tensor(quant_clean.temperature),
-        }
-
     # ---------------------------------------------------------------- forward
     def forward(
         self,
@@ -265,33 +253,16 @@ class AQCObjective(Data2Vec1Engine):
         loss_s, loss_t = loss_s / num_masked, loss_t / num_masked
 
         penalty = self.feature_penalty(clean.cnn_features, clean.padding_mask)
-        weight_s, weight_t = self.contrastive_head.weights
-        loss = (
-            terms["loss_regression"]
-            + weight_s * loss_s
-            + weight_t * loss_t
-            + self.diversity_weight * quant_clean.diversity_loss
-            + self.feature_penalty_weight * penalty
+        loss, aqc_stats = self.aqc_loss(
+            terms["loss_regression"], (loss_s, loss_t), (stats_s, stats_t), quant_clean, penalty
         )
         return {
             "loss": loss,
             "loss_regression": terms["loss_regression"],
-            "loss_contrastive_student": loss_s.detach(),
-            "loss_contrastive_teacher": loss_t.detach(),
-            "diversity_loss": quant_clean.diversity_loss.detach(),
-            "feature_penalty": penalty.detach(),
-            "accuracy_student": stats_s["accuracy"],
-            "accuracy_teacher": stats_t["accuracy"],
-            "same_cluster_fraction": stats_s["same_cluster_fraction"],
+            **aqc_stats,
             **self.code_statistics(quant_clean, quant_aug),
             **self.regression_statistics(terms, clean),
         }
-
-    def after_optimizer_step(self, num_updates: int | None = None) -> None:
-        """EMA step of the teacher and the quantizer's temperature for update ``num_updates``."""
-        super().after_optimizer_step(num_updates)
-        if num_updates is not None:
-            self.quantizer.set_num_updates(num_updates)
 
 
 def masked_frames_per_row(mask: torch.Tensor) -> int:
@@ -303,13 +274,3 @@ def masked_frames_per_row(mask: torch.Tensor) -> int:
             f"(negatives are drawn within an utterance); got per-row counts {per_row.tolist()}"
         )
     return int(per_row[0])
-
-
-def codes_in_use(codes: torch.Tensor, num_vars: int) -> torch.Tensor:
-    """Distinct codes chosen per group, summed over groups; codes (N, G) long -> scalar long.
-
-    One scatter instead of a ``unique`` per group (no host sync).
-    """
-    used = torch.zeros(codes.shape[1], num_vars, dtype=torch.bool, device=codes.device)
-    used.scatter_(1, codes.T, True)
-    return used.sum()

@@ -37,6 +37,7 @@ import torch
 
 from d2v_speech.nn.conv_decoder import ConvDecoder1d
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
+from d2v_speech.ssl.aqc_terms import AQCTerms
 from d2v_speech.ssl.block_masker import BlockMasker
 from d2v_speech.ssl.cluster_scaler import ClusterScaler
 from d2v_speech.ssl.cross_contrastive import CrossContrastiveHead
@@ -84,7 +85,7 @@ def _gather_frames(x: torch.Tensor, rows: torch.Tensor, frames: torch.Tensor) ->
     return torch.gather(picked, 1, frames.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-class AQC2Objective(Data2Vec2Objective):
+class AQC2Objective(AQCTerms, Data2Vec2Objective):
     """data2vec-aqc pretraining loss on the data2vec 2.0 engine (see the module docstring).
 
     Arguments
@@ -208,28 +209,14 @@ class AQC2Objective(Data2Vec2Objective):
         )
         frame_stats = self.frame_statistics(cnn_clean, normed_clean, mask, padding_mask)
         penalty = frame_stats.pop("feature_penalty")
-        weight_s, weight_t = self.contrastive_head.weights
-        loss = (
-            terms["loss_regression"]
-            + weight_s * loss_s
-            + weight_t * loss_t
-            + self.diversity_weight * quant.diversity_loss
-            + self.feature_penalty_weight * penalty
+        loss, aqc_stats = self.aqc_loss(
+            terms["loss_regression"], (loss_s, loss_t), (stats_s, stats_t), quant, penalty
         )
         return {
             "loss": loss,
             "loss_regression": terms["loss_regression"].detach(),
-            "loss_contrastive_student": loss_s.detach(),
-            "loss_contrastive_teacher": loss_t.detach(),
-            "diversity_loss": quant.diversity_loss.detach(),
-            "feature_penalty": penalty.detach(),
-            "accuracy_student": stats_s["accuracy"],
-            "accuracy_teacher": stats_t["accuracy"],
-            "same_cluster_fraction": stats_s["same_cluster_fraction"],
-            "code_perplexity": quant.code_perplexity.detach(),
-            "prob_perplexity": quant.prob_perplexity.detach(),
-            "aug_code_perplexity": quant_aug.code_perplexity.detach(),
-            "gumbel_temperature": torch.tensor(quant.temperature),
+            **aqc_stats,
+            **self.code_statistics(quant, quant_aug),
             "target_var": terms["target_var"],
             "pred_var": terms["pred_var"],
             **frame_stats,
@@ -237,9 +224,3 @@ class AQC2Objective(Data2Vec2Objective):
             "ema_decay": torch.tensor(self.teacher.decay),
             "per_utterance_loss": terms["per_utterance_loss"],
         }
-
-    def after_optimizer_step(self, num_updates: int | None = None) -> None:
-        """EMA step of the teacher and the quantizer's temperature for update ``num_updates``."""
-        super().after_optimizer_step(num_updates)
-        if num_updates is not None:
-            self.quantizer.set_num_updates(num_updates)

@@ -132,8 +132,8 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         Each channel of the frame-normalised encoder input should vary over time within an
         utterance by at least this std (:func:`temporal_spread`); 0 (fairseq) switches it off.
         The hinge ``mean(relu(floor - std))`` is added with ``variance_weight``, as VICReg's
-        variance term (Bardes et al., 2022): it is zero on a healthy run and only pushes back
-        when the CNN starts to emit the same vector for every frame.
+        variance term (Bardes et al., 2022): it pushes only on channels below the floor, so it
+        stops the CNN from emitting the same vector for every frame.
     variance_weight : float
         Weight of that hinge.
     """

@@ -43,6 +43,7 @@ from d2v_speech.benchmarking.seed_statistics import (
     relative_gain,
     summarize,
 )
+from d2v_speech.training.step_log import JsonLinesLog
 
 logger = logging.getLogger("ssl_gain")
 
@@ -92,8 +93,7 @@ def load_config(path: Path, args: argparse.Namespace) -> dict:
 def steps_per_second(step_log: Path) -> tuple[float, float]:
     """(wall seconds per update, last update) from a recipe's train_steps.jsonl, measured
     from the second logged update on (the first includes start-up)."""
-    records = [json.loads(line) for line in step_log.read_text().splitlines() if line.strip()]
-    timed = [r for r in records if "time" in r and "update" in r and "loss" in r]
+    timed = [r for r in JsonLinesLog(str(step_log)).read() if {"time", "update", "loss"} <= set(r)]
     if len(timed) < 3:
         raise RuntimeError(f"{step_log}: too few logged updates to calibrate")
     first, last = timed[1], timed[-1]
@@ -108,7 +108,6 @@ class Grid:
         self.config, self.args = config, args
         self.work = Path(args.work_dir)
         self.python = sys.executable
-        self.jobs: list[Job] = []
 
     def recipe(self, name: str) -> str:
         return str(ROOT / "recipes" / "LibriSpeech" / name)
@@ -164,11 +163,16 @@ class Grid:
         return Job(f"pretrain/{arm}_{budget}", commands, folder / "job.json",
                    folder / "job.log", finish, after=(f"calibrate/{arm}",))  # fmt: skip
 
+    def encoder_source(self, arm: str, budget: int | None) -> tuple[str, str, tuple[str, ...]]:
+        """(tag, --pretrained value, jobs to wait for) of an arm; budget None is scratch."""
+        if budget is None:
+            return arm, "none", ()
+        tag = f"{arm}_{budget}"
+        return tag, str(self.pretrain_folder(arm, budget)), (f"pretrain/{tag}",)
+
     def finetune_job(self, arm: str, budget: int | None, split: str, seed: int) -> Job:
-        tag = arm if budget is None else f"{arm}_{budget}"
+        tag, pretrained, after = self.encoder_source(arm, budget)
         folder = self.work / "finetune" / tag / split / str(seed)
-        pretrained = "none" if budget is None else str(self.pretrain_folder(arm, budget))
-        after = () if budget is None else (f"pretrain/{tag}",)
 
         def commands():
             finetune = [self.python, self.recipe("finetune.py"),
@@ -191,10 +195,8 @@ class Grid:
                    folder / "job.log", finish, after=after)  # fmt: skip
 
     def probe_job(self, arm: str, budget: int | None, seed: int) -> Job:
-        tag = arm if budget is None else f"{arm}_{budget}"
+        tag, pretrained, after = self.encoder_source(arm, budget)
         folder = self.work / "probe" / tag / str(seed)
-        pretrained = "none" if budget is None else str(self.pretrain_folder(arm, budget))
-        after = () if budget is None else (f"pretrain/{tag}",)
 
         def commands():
             return [
@@ -229,13 +231,13 @@ class Grid:
                     for budget in [None] if spec is None else budgets:
                         keyed.append(((s, a, 0), self.finetune_job(arm, budget, split, seed)))
         keyed.sort(key=lambda item: item[0])  # stable: the inner order stays
-        self.jobs = [job for _, job in keyed]
-        return self.jobs
+        return [job for _, job in keyed]
 
 
 def finetune_metrics(folder: Path, with_lm: bool) -> dict:
     """Per test set CER, greedy WER, nats/char (and 4-gram WER); dev-clean CER at the end."""
     greedy = json.loads((folder / "results.json").read_text())
+    lm = json.loads((folder / "eval_4gram" / "results.json").read_text()) if with_lm else None
     metrics: dict = {}
     for name in TEST_SETS:
         rates = greedy["sets"][name]
@@ -244,14 +246,9 @@ def finetune_metrics(folder: Path, with_lm: bool) -> dict:
             "wer_greedy": rates["wer"],
             "nats_per_char": greedy["info"][f"{name}_nats_per_char"],
         }
-        if with_lm:
-            lm = json.loads((folder / "eval_4gram" / "results.json").read_text())
+        if lm is not None:
             metrics[name]["wer_4gram"] = lm["sets"][name]["wer"]
-    valid = [
-        json.loads(line)
-        for line in (folder / "train_steps.jsonl").read_text().splitlines()
-        if "valid_CER" in line
-    ]
+    valid = [r for r in JsonLinesLog(str(folder / "train_steps.jsonl")).read() if "valid_CER" in r]
     metrics["dev-clean_cer"] = valid[-1]["valid_CER"] if valid else math.nan
     return metrics
 

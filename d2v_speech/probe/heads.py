@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from speechbrain.dataio.dataio import length_to_mask
 from torch import nn
 
 __all__ = ["CTCProbeHead", "SpeakerProbeHead"]
@@ -23,7 +24,7 @@ class CTCProbeHead(nn.Module):
         self.output = nn.Linear(hidden, vocab_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(1)
+        valid = length_to_mask(lengths, x.shape[1], dtype=torch.bool, device=x.device).unsqueeze(1)
         x = self.dropout(torch.relu(self.project(x))).transpose(1, 2)
         for conv in self.convs:
             # zero the padding first, so an utterance scores the same alone as in a batch
@@ -39,6 +40,6 @@ class SpeakerProbeHead(nn.Module):
         self.output = nn.Linear(input_dim, num_speakers)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        valid = length_to_mask(lengths, x.shape[1], dtype=torch.bool, device=x.device)
         pooled = (x * valid.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1).to(x.dtype)
         return self.output(pooled)

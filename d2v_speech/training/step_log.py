@@ -55,33 +55,37 @@ class JsonLinesLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
-    def read(self) -> list[dict]:
-        """Every record; a last line cut short by a kill is left out."""
+    def _lines(self) -> list[tuple[str, dict | None]]:
+        """(line, its record or None when it does not parse) for every non-empty line."""
         if not os.path.exists(self.path):
             return []
-        records = []
+        parsed = []
         with open(self.path, encoding="utf-8") as handle:
             for line in handle:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
+                if not line.strip():
                     continue
-        return records
+                try:
+                    parsed.append((line, json.loads(line)))
+                except json.JSONDecodeError:
+                    parsed.append((line, None))
+        return parsed
+
+    def read(self) -> list[dict]:
+        """Every record; a last line cut short by a kill is left out."""
+        return [record for _, record in self._lines() if record is not None]
 
     def truncate_after(self, update: int) -> int:
         """Drop the records of updates after ``update`` (main process only), so that a run
         resumed from the checkpoint of that update logs each update once; returns how many
         records were dropped."""
-        if not if_main_process() or not os.path.exists(self.path):
+        if not if_main_process():
             return 0
-        records = self.read()
-        kept = [r for r in records if int(r.get("update", 0)) <= update]
-        with open(self.path, encoding="utf-8") as handle:
-            lines = sum(1 for line in handle if line.strip())
-        if lines != len(kept):
+        lines = self._lines()
+        kept = [r for _, r in lines if r is not None and int(r.get("update", 0)) <= update]
+        if len(kept) != len(lines):
             text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
             write_text_atomic(self.path, text)
-        return lines - len(kept)
+        return len(lines) - len(kept)
 
 
 def plot_training_curves(records: list[dict], png_path: str, x_key: str = "update") -> list[str]:

@@ -19,9 +19,10 @@ from hyperpyyaml import load_hyperpyyaml
 
 from d2v_speech.asr.finetune_run import finetune_and_score
 from d2v_speech.asr.finetune_setup import apply_split_settings, prepare_finetuning_data
+from d2v_speech.training.command_line import parse_recipe_arguments
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     overrides = apply_split_settings(hparams_file, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:

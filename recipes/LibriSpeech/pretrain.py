@@ -14,6 +14,7 @@ import sys
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
+from d2v_speech.training.command_line import parse_recipe_arguments
 from d2v_speech.training.pretrain_brain import PretrainBrain
 from d2v_speech.training.pretrain_setup import (
     build_pretraining_loaders,
@@ -22,7 +23,7 @@ from d2v_speech.training.pretrain_setup import (
 from d2v_speech.training.warm_start import warm_start_from_hparams
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)

@@ -24,6 +24,7 @@ from d2v_speech.probe.probe_run import (
     run_probes,
     split_by_speaker,
 )
+from d2v_speech.training.command_line import parse_recipe_arguments
 from d2v_speech.training.pretrain_setup import ensure_embedded_corpus
 
 
@@ -33,7 +34,7 @@ def rows(csv_path, hparams):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     out = hparams["output_folder"]

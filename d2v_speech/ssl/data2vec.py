@@ -65,6 +65,9 @@ class Data2VecObjective(Data2Vec1Engine):
         default (data2vec Base), from any flat keywords that name its fields.
     loss_beta, loss_scale, feature_penalty_weight, feature_grad_mult : float
         As :class:`~d2v_speech.ssl.data2vec1_engine.Data2Vec1Engine`.
+    variance_floor, variance_weight : float
+        As :class:`~d2v_speech.ssl.data2vec1_engine.Data2Vec1Engine` (off by default; the tiny
+        YAML sets a floor, without which its CNN output goes constant over time).
     **shorthands
         Flat fields of default parts (``mask_prob``, ``ema_decay``, ``average_top_k_layers``, ...;
         :data:`~d2v_speech.ssl.data2vec1_engine.V1_SHORTHANDS`).
@@ -81,6 +84,8 @@ class Data2VecObjective(Data2Vec1Engine):
         loss_scale: float | None = None,
         feature_penalty_weight: float = 0.0,
         feature_grad_mult: float = 1.0,
+        variance_floor: float = 0.0,
+        variance_weight: float = 1.0,
         **shorthands,
     ) -> None:
         given = {
@@ -97,6 +102,8 @@ class Data2VecObjective(Data2Vec1Engine):
             loss_scale=loss_scale,
             feature_penalty_weight=feature_penalty_weight,
             feature_grad_mult=feature_grad_mult,
+            variance_floor=variance_floor,
+            variance_weight=variance_weight,
         )
 
     def forward(
@@ -124,7 +131,8 @@ class Data2VecObjective(Data2Vec1Engine):
         dict[str, torch.Tensor]
             ``loss`` (scalar to backprop), ``loss_regression``, ``feature_penalty``,
             ``target_var``, ``pred_var``, ``cnn_std``, ``num_masked``, ``ema_decay`` (scalars)
-            and ``per_utterance_loss`` (B,).
+            and ``per_utterance_loss`` (B,); with a variance floor also ``input_std`` and
+            ``variance_hinge``.
         """
         front = self.frontend(wav, sample_lengths)
         mask = self.mask_for(front, sample_lengths, mask)
@@ -132,12 +140,16 @@ class Data2VecObjective(Data2Vec1Engine):
         targets = self.teacher_targets(front.projected, front.padding_mask)
         terms = self.regression_terms(student_out, targets, mask)
         penalty = self.feature_penalty(front.cnn_features, front.padding_mask)
+        floor = self.variance_terms(front)
         loss = terms["loss_regression"]
         if self.feature_penalty_weight > 0:
             loss = loss + self.feature_penalty_weight * penalty
+        if floor:
+            loss = loss + self.variance_weight * floor["variance_hinge"]
         return {
             "loss": loss,
             "loss_regression": terms["loss_regression"],
             "feature_penalty": penalty.detach(),
             **self.regression_statistics(terms, front),
+            **{name: value.detach() for name, value in floor.items()},
         }

@@ -44,6 +44,7 @@ from d2v_speech.ssl.regression import regression_loss
 from d2v_speech.ssl.span_masker import SpanMasker
 from d2v_speech.ssl.target_builder import TopKTargetBuilder
 from d2v_speech.ssl.teacher_hooks import EncoderTeacherHooks
+from d2v_speech.ssl.variance_floor import check_variance_floor, variance_floor_terms
 
 __all__ = [
     "Data2Vec1Engine",
@@ -151,6 +152,10 @@ class Data2Vec1Engine(EncoderTeacherHooks, nn.Module):
     feature_grad_mult : float
         Scales the gradient that reaches the CNN (fairseq ``feature_grad_mult``; 1.0 in data2vec,
         0.0 freezes the CNN). The forward value is unchanged.
+    variance_floor, variance_weight : float
+        Minimum std over time of each channel of the frame-normalised encoder input and the
+        weight of its hinge in the loss (:mod:`~d2v_speech.ssl.variance_floor`); floor 0 (the
+        papers) switches it off.
     """
 
     def __init__(
@@ -164,9 +169,14 @@ class Data2Vec1Engine(EncoderTeacherHooks, nn.Module):
         loss_scale: float | None = None,
         feature_penalty_weight: float = 0.0,
         feature_grad_mult: float = 1.0,
+        variance_floor: float = 0.0,
+        variance_weight: float = 1.0,
     ) -> None:
         super().__init__()
         target_builder.check_layers(model.config.num_layers)
+        self.variance_floor, self.variance_weight = check_variance_floor(
+            variance_floor, variance_weight
+        )
         if feature_penalty_weight < 0:
             raise ValueError(f"feature_penalty_weight must be >= 0, got {feature_penalty_weight}")
         if feature_grad_mult < 0:
@@ -276,6 +286,12 @@ class Data2Vec1Engine(EncoderTeacherHooks, nn.Module):
     ) -> torch.Tensor:
         """Mean squared CNN feature over valid frames (wav2vec 2.0 ``features_pen``), fp32."""
         return valid_frames(cnn_features, padding_mask).float().square().mean()
+
+    def variance_terms(self, front: FrontendOutput) -> dict[str, torch.Tensor]:
+        """``input_std`` and ``variance_hinge`` of the encoder input; {} when the floor is off."""
+        if self.variance_floor == 0:
+            return {}
+        return variance_floor_terms(front.projected, front.padding_mask, self.variance_floor)
 
     def regression_statistics(
         self, terms: dict[str, torch.Tensor], front: FrontendOutput

@@ -39,12 +39,12 @@ from d2v_speech.ssl.monitors import frame_std
 from d2v_speech.ssl.regression import regression_loss
 from d2v_speech.ssl.target_builder import TopKTargetBuilder
 from d2v_speech.ssl.teacher_hooks import EncoderTeacherHooks
+from d2v_speech.ssl.variance_floor import check_variance_floor, variance_floor_terms
 
 __all__ = [
     "Data2Vec2Objective",
     "restore_with_noise",
     "per_utterance_mean",
-    "temporal_spread",
 ]
 
 TEACHER_INPUTS = ("student_features", "own_feature_encoder")
@@ -76,23 +76,6 @@ def per_utterance_mean(per_frame: torch.Tensor, rows: torch.Tensor, num_rows: in
         0, utterance, torch.ones_like(per_frame)
     )
     return total / count.clamp_min(1.0)
-
-
-def temporal_spread(local: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """Per-utterance, per-channel std over time of the frame-normalised encoder input.
-
-    local (B, T, D) -> (B, D). Each frame is layer-normalised first (no affine), so the value is
-    the share of a frame that changes over time, whatever the features' scale; padded frames are
-    left out. Differentiable: the variance floor of :class:`Data2Vec2Objective` trains on it.
-    """
-    x = nn.functional.layer_norm(local.float(), local.shape[-1:])
-    if padding_mask is None:
-        return x.var(dim=1).add(1e-6).sqrt()
-    valid = (~padding_mask).unsqueeze(-1).to(x.dtype)
-    count = valid.sum(1)
-    mean = (x * valid).sum(1) / count.clamp_min(1.0)
-    var = ((x - mean.unsqueeze(1)).square() * valid).sum(1) / (count - 1).clamp_min(1.0)
-    return var.add(1e-6).sqrt()
 
 
 class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
@@ -130,7 +113,8 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         the warm-up), which makes the targets predictable from position alone.
     variance_floor : float
         Each channel of the frame-normalised encoder input should vary over time within an
-        utterance by at least this std (:func:`temporal_spread`); 0 (fairseq) switches it off.
+        utterance by at least this std (:mod:`~d2v_speech.ssl.variance_floor`); 0 (fairseq)
+        switches it off.
         The hinge ``mean(relu(floor - std))`` is added with ``variance_weight``, as VICReg's
         variance term (Bardes et al., 2022): it pushes only on channels below the floor, so it
         stops the CNN from emitting the same vector for every frame.
@@ -156,13 +140,9 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         variance_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if variance_floor < 0 or variance_weight < 0:
-            raise ValueError(
-                f"variance_floor and variance_weight must be >= 0, got {variance_floor}, "
-                f"{variance_weight}"
-            )
-        self.variance_floor = float(variance_floor)
-        self.variance_weight = float(variance_weight)
+        self.variance_floor, self.variance_weight = check_variance_floor(
+            variance_floor, variance_weight
+        )
         if teacher_input not in TEACHER_INPUTS:
             raise ValueError(
                 f"teacher_input must be one of {TEACHER_INPUTS}, got {teacher_input!r}"
@@ -298,11 +278,7 @@ class Data2Vec2Objective(EncoderTeacherHooks, nn.Module):
         ``variance_hinge`` (with grad)."""
         extra = {}
         if local is not None:
-            spread = temporal_spread(local, padding_mask)
-            extra = {
-                "input_std": spread.detach().mean(),
-                "variance_hinge": (self.variance_floor - spread).clamp_min(0.0).mean(),
-            }
+            extra = variance_floor_terms(local, padding_mask, self.variance_floor)
         if padding_mask is None:
             cnn_valid, normed_valid = cnn_features.flatten(0, 1), normed.flatten(0, 1)
             valid_frames = mask.numel()

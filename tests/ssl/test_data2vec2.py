@@ -21,9 +21,10 @@ from d2v_speech.nn.conv_decoder import ConvDecoder1d
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.transformer import KeptFrames
 from d2v_speech.ssl.block_masker import BlockMasker
-from d2v_speech.ssl.data2vec2 import Data2Vec2Objective, restore_with_noise, temporal_spread
+from d2v_speech.ssl.data2vec2 import Data2Vec2Objective, restore_with_noise
 from d2v_speech.ssl.ema import EMATeacherSettings
 from d2v_speech.ssl.target_builder import TopKTargetBuilder
+from d2v_speech.ssl.variance_floor import temporal_spread
 
 ATOL = 1e-5
 

@@ -194,3 +194,28 @@ def test_feature_grad_mult_scales_only_the_cnn_gradient():
     assert torch.allclose(grads[0.1][1], grads[1.0][1], rtol=1e-4, atol=1e-6)
     assert grads[0.0][0] is None  # the CNN is cut from the graph
     assert grads[0.0][1] is not None
+
+
+def test_variance_floor_adds_its_hinge_on_the_encoder_input_and_is_off_by_default():
+    from d2v_speech.ssl.variance_floor import temporal_spread
+
+    lengths = [SAMPLES, SAMPLES - 400]
+    wav = torch.randn(2, SAMPLES)
+    plain = tiny_objective().eval()
+    floored = tiny_objective(variance_floor=3.0, variance_weight=2.0).eval()
+    frames = plain.model.config.num_frames(SAMPLES)
+    valid = [int(n) for n in plain.model.frame_lengths(torch.tensor(lengths))]
+    mask = fixed_mask(valid, frames, seed=1)
+    out_plain = plain(wav, torch.tensor(lengths), mask=mask)
+    out_floor = floored(wav, torch.tensor(lengths), mask=mask)
+    assert "variance_hinge" not in out_plain and "input_std" not in out_plain
+    front = plain.frontend(wav, torch.tensor(lengths))
+    spread = temporal_spread(front.projected, front.padding_mask)  # (B, D), valid frames only
+    hinge = (3.0 - spread).clamp_min(0).mean()
+    assert torch.allclose(out_floor["variance_hinge"], hinge, atol=1e-5)
+    assert torch.allclose(out_floor["input_std"], spread.mean(), atol=1e-5)
+    assert torch.allclose(out_floor["loss"], out_plain["loss"] + 2.0 * hinge, atol=1e-5)
+    out_floor["loss"].backward()  # the hinge reaches the CNN
+    assert floored.model.feature_extractor.conv_layers[0].conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="variance_floor"):
+        tiny_objective(variance_floor=-1.0)

@@ -3,7 +3,8 @@
 Usage::
 
     python -m d2v_speech.data.minicorpus --out data/MiniLibriSpeech \
-        [--hours 2.0] [--pool_hours 10 --other_pool_fraction 0.5] [--seed 0] [--jobs 2] [--force]
+        [--hours 2.0] [--pool_hours 10 --other_pool_fraction 0.5 --pool_voices 100] \
+        [--seed 0] [--jobs 2] [--force]
 
 Layout written under ``out`` (identical to the real corpora, so the real preparation runs on it)::
 
@@ -24,8 +25,11 @@ A larger unlabelled pool (``pool_hours``, P) leaves every other set as ``hours``
 ``other_pool_fraction`` f > 0 the pool is split as LibriSpeech's: ``train-clean-100`` (1 - f) P
 hours of clean audio and ``train-other-500`` f P hours of training voices with the 'other'
 acoustics of the labelled ``other`` folders. The two pool folders share no sentence (each
-reuses its own when the fortunes run out). With the defaults (P = H, f = 0) the corpus is
-byte-identical to the one without these options.
+reuses its own when the fortunes run out). ``pool_voices`` V adds V pool-only speakers
+(``d2v_speech.data.voices.build_pool_speakers``) who speak in the pool folders beside the
+training voices and nowhere else, as most LibriSpeech training speakers are absent from the
+Libri-light splits. With the defaults (P = H, f = 0, V = 0) the corpus is byte-identical to the
+one without these options.
 
 Design choices:
 - The labelled (Libri-light) utterances are spoken by training speakers but are *separate*
@@ -56,7 +60,7 @@ import os
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import Pool
@@ -70,7 +74,12 @@ from tqdm import tqdm
 from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.data.synth import SAMPLE_RATE, check_tools, render_utterance, write_flac_atomic
 from d2v_speech.data.text import FORTUNE_DIR, load_sentences
-from d2v_speech.data.voices import Speaker, build_speakers, write_speaker_table
+from d2v_speech.data.voices import (
+    Speaker,
+    build_pool_speakers,
+    build_speakers,
+    write_speaker_table,
+)
 
 logger = get_logger(__name__)
 
@@ -88,6 +97,7 @@ LOCK_NAME = ".minicorpus.lock"
 OWNED_ENTRIES = (*LIBRISPEECH_SPLITS, FINETUNING_DIR, "speakers.csv", "corpus.json")
 OTHER_POOL = "train-other-500"  # present only when other_pool_fraction > 0
 POOL_FOLDERS = ("train-clean-100", OTHER_POOL)
+POOL_VOICE_STREAM = 3  # pool-only speakers draw from their own generator: the rest stays as it was
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ class SplitSpec:
 
     folder: str
     fraction_of_hours: float
-    speakers: str  # "train", "dev-clean", "test-clean", "dev-other" or "test-other"
+    speakers: str  # "train", "pool", "dev-clean", "test-clean", "dev-other" or "test-other"
     degraded: bool
 
 
@@ -148,9 +158,9 @@ def split_specs(pool_ratio: float = 1.0, other_pool_fraction: float = 0.0) -> li
             SplitSpec(f"{FINETUNING_DIR}/9h/{condition}", 1 / 16, "train", condition == "other")
         )
     clean_share = pool_ratio * (1.0 - other_pool_fraction)
-    specs.append(SplitSpec("train-clean-100", clean_share, "train", False))
+    specs.append(SplitSpec("train-clean-100", clean_share, "pool", False))
     if other_pool_fraction > 0:
-        specs.append(SplitSpec(OTHER_POOL, pool_ratio * other_pool_fraction, "train", True))
+        specs.append(SplitSpec(OTHER_POOL, pool_ratio * other_pool_fraction, "pool", True))
     return specs
 
 
@@ -213,13 +223,17 @@ def _pool_shares(remaining: list[str], pool_specs: list[SplitSpec]) -> dict[str,
 
 
 def choose_speaker_groups(
-    speakers: list[Speaker], num_pool_utterances: int, rng: np.random.Generator
+    speakers: list[Speaker],
+    num_pool_utterances: int,
+    rng: np.random.Generator,
+    pool_only: Sequence[Speaker] = (),
 ) -> dict[str, list[Speaker]]:
     """Speakers of each role, in the order they take turns.
 
     ``train`` are the seen voices that actually speak in the unlabelled pool (all of them unless
     the corpus is tiny); dev-clean and test-clean take disjoint halves of them (at most
-    ``MAX_EVAL_SPEAKERS`` each), so every clean evaluation voice is heard in training.
+    ``MAX_EVAL_SPEAKERS`` each), so every clean evaluation voice is heard in training. ``pool``
+    is ``train`` followed by the ``pool_only`` speakers.
     """
     seen = [speaker for speaker in speakers if speaker.group == "seen"]
     order = [seen[i] for i in rng.permutation(len(seen))]
@@ -228,6 +242,7 @@ def choose_speaker_groups(
     half = max(1, len(shuffled) // 2)
     return {
         "train": train,
+        "pool": train + list(pool_only),
         "dev-clean": shuffled[:half][:MAX_EVAL_SPEAKERS],
         "test-clean": (shuffled[half:] or shuffled)[:MAX_EVAL_SPEAKERS],
         "dev-other": [speaker for speaker in speakers if speaker.group == "dev-other"],
@@ -241,6 +256,7 @@ def plan_corpus(
     seed: int,
     pool_hours: float | None = None,
     other_pool_fraction: float = 0.0,
+    pool_voices: int = 0,
 ) -> list[Utterance]:
     """Every utterance of the corpus (text, speaker, chapter, acoustics), fixed by ``seed``."""
     rng = np.random.default_rng(seed)
@@ -249,12 +265,17 @@ def plan_corpus(
     specs = split_specs(pool_ratio, other_pool_fraction)
     allocation = allocate_sentences(shuffled, specs, hours)
     speakers = build_speakers(rng)
-    groups = choose_speaker_groups(speakers, len(allocation["train-clean-100"]), rng)
+    pool_only = build_pool_speakers(
+        pool_voices,
+        np.random.default_rng([seed, POOL_VOICE_STREAM]),
+        {speaker.speaker_id for speaker in speakers},
+    )
+    groups = choose_speaker_groups(speakers, len(allocation["train-clean-100"]), rng, pool_only)
     chapter_ids = iter(int(c) for c in rng.permutation(np.arange(*CHAPTER_ID_RANGE)))
     utterances: list[Utterance] = []
     for spec in specs:
         order = groups[spec.speakers]
-        if spec.speakers == "train" and spec.folder != "train-clean-100":
+        if spec.speakers in ("train", "pool") and spec.folder != "train-clean-100":
             order = [order[i] for i in rng.permutation(len(order))]
         texts = allocation[spec.folder]
         num_distinct = len(set(texts))
@@ -475,12 +496,14 @@ def generate_corpus(
     progress: bool = True,
     pool_hours: float | None = None,
     other_pool_fraction: float = 0.0,
+    pool_voices: int = 0,
 ) -> dict:
     """Generate the embedded corpus under ``out_dir`` and return its summary (``corpus.json``).
 
     A complete corpus with the same settings is left untouched (fast no-op) unless ``force``.
     ``hours`` sizes every set (and the unlabelled pool unless ``pool_hours`` is given);
-    ``other_pool_fraction`` of the pool goes to ``train-other-500`` with degraded acoustics.
+    ``other_pool_fraction`` of the pool goes to ``train-other-500`` with degraded acoustics;
+    ``pool_voices`` pool-only speakers join the training voices in the pool.
     """
     if not (isinstance(hours, int | float) and hours > 0):
         raise ValueError(f"hours must be a positive number, got {hours!r}")
@@ -494,10 +517,14 @@ def generate_corpus(
         raise ValueError(f"other_pool_fraction must be in [0, 1), got {other_pool_fraction!r}")
     out_dir = Path(out_dir)
     sentences = load_sentences(Path(fortune_dir))
-    utterances = plan_corpus(sentences, float(hours), seed, pool_hours, other_pool_fraction)
+    utterances = plan_corpus(
+        sentences, float(hours), seed, pool_hours, other_pool_fraction, pool_voices
+    )
     pool = None
-    if (pool_hours is not None and pool_hours != hours) or other_pool_fraction > 0:
+    if (pool_hours is not None and pool_hours != hours) or other_pool_fraction > 0 or pool_voices:
         pool = {"pool_hours": pool_hours or hours, "other_pool_fraction": other_pool_fraction}
+        if pool_voices:
+            pool["pool_voices"] = pool_voices
     settings = _settings(float(hours), seed, check_tools(), sentences, utterances, pool)
     if not force and is_complete(out_dir, settings):
         logger.info(
@@ -582,6 +609,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--other_pool_fraction", type=float, default=0.0,
         help="share of the pool in train-other-500, with 'other' acoustics (e.g. 0.5)",
     )  # fmt: skip
+    parser.add_argument(
+        "--pool_voices", type=int, default=0,
+        help="pool-only speakers beside the training voices (up to 270)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--force", action="store_true", help="regenerate even if complete")
@@ -590,6 +621,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = generate_corpus(
         args.out, args.hours, args.seed, args.jobs, args.force,
         pool_hours=args.pool_hours, other_pool_fraction=args.other_pool_fraction,
+        pool_voices=args.pool_voices,
     )  # fmt: skip
     print(_format_summary(summary))
     return summary

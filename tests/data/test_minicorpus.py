@@ -278,6 +278,44 @@ def test_a_larger_pool_with_other_acoustics_leaves_every_other_set_as_it_was():
     assert {u.speaker.group for u in other} == {"seen"}
 
 
+def test_pool_only_voices_speak_in_the_pool_alone_and_never_as_a_held_out_voice():
+    from d2v_speech.data import voices
+
+    sentences = minicorpus.load_sentences(Path(minicorpus.FORTUNE_DIR))
+    pool = minicorpus.POOL_FOLDERS
+    base = minicorpus.plan_corpus(sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5)
+    plan = minicorpus.plan_corpus(
+        sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5, pool_voices=40
+    )
+
+    def held(plan):
+        return [(u.relative_path, u.text, u.degraded, u.speaker) for u in plan if u.folder not in pool]
+
+    assert held(plan) == held(base)  # labelled, dev and test sets unchanged
+    extra = {u.speaker for u in plan if u.speaker.group == "pool"}
+    assert len(extra) == 40
+    assert {u.folder for u in plan if u.speaker.group == "pool"} == set(pool)
+    held_out = {
+        (s.voice, s.variant) for s in voices.build_speakers(np.random.default_rng(0))
+        if s.group in ("dev-other", "test-other")
+    }  # fmt: skip
+    accents = {accent for accent, _ in held_out}
+    variants = {variant for _, variant in held_out}
+    for speaker in extra:
+        assert speaker.voice in voices.SEEN_ESPEAK_ACCENTS and speaker.voice not in accents
+        assert speaker.variant not in variants and not speaker.variant.startswith("klatt")
+    ids = [u.speaker.speaker_id for u in plan]
+    assert len({s.speaker_id for s in {u.speaker for u in plan}}) == len(set(ids))  # no clash
+    # every pool voice speaks a fair share: round-robin over training and pool-only voices
+    counts = np.bincount(np.unique(ids, return_inverse=True)[1])
+    pool_counts = [
+        sum(1 for u in plan if u.speaker == s and u.folder == "train-clean-100") for s in extra
+    ]
+    assert max(pool_counts) - min(pool_counts) <= 2 and counts.min() >= 1
+    with pytest.raises(ValueError, match="pool_voices must be between 0 and 270"):
+        voices.build_pool_speakers(271, np.random.default_rng(0), set())
+
+
 def test_an_other_pool_is_written_prepared_and_removed_when_asked_no_more(tmp_path):
     from d2v_speech.data.librispeech import prepare_librispeech
 

@@ -107,7 +107,9 @@ class AQC2Objective(AQCTerms, Data2Vec2Objective):
     diversity_weight, feature_penalty_weight : float
         Weights of the quantizer's diversity loss (clean view) and of the CNN feature penalty.
     **engine_options
-        ``decoder_input_dropout``, ``mask_noise_std``, ``loss_beta``, ``loss_scale``.
+        ``decoder_input_dropout``, ``mask_noise_std``, ``loss_beta``, ``loss_scale``,
+        ``variance_floor`` and ``variance_weight`` (on the clean view's encoder input, the
+        teacher's; the CNN is shared by both views).
     """
 
     def __init__(
@@ -207,11 +209,17 @@ class AQC2Objective(AQCTerms, Data2Vec2Objective):
         quant, quant_aug, loss_s, loss_t, stats_s, stats_t = self.contrastive_terms(
             normed_clean, normed_aug, predictions, targets, mask
         )
-        frame_stats = self.frame_statistics(cnn_clean, normed_clean, mask, padding_mask)
+        floor_input = local_clean if self.variance_floor > 0 else None
+        frame_stats = self.frame_statistics(
+            cnn_clean, normed_clean, mask, padding_mask, floor_input
+        )
         penalty = frame_stats.pop("feature_penalty")
         loss, aqc_stats = self.aqc_loss(
             terms["loss_regression"], (loss_s, loss_t), (stats_s, stats_t), quant, penalty
         )
+        if floor_input is not None:
+            loss = loss + self.variance_weight * frame_stats["variance_hinge"]
+            frame_stats["variance_hinge"] = frame_stats["variance_hinge"].detach()
         return {
             "loss": loss,
             "loss_regression": terms["loss_regression"].detach(),

@@ -164,3 +164,24 @@ def test_gradients_reach_the_aqc_heads_and_padded_batches_run():
     aqc.after_optimizer_step(100)
     # the published schedule: max(start * decay ** updates, end)
     assert aqc.quantizer.temperature == pytest.approx(max(2.0 * 0.999995**100, 0.5))
+
+
+def test_variance_floor_adds_the_clean_views_hinge():
+    from d2v_speech.ssl.variance_floor import temporal_spread
+
+    plain = build_aqc2(seed=3)
+    floored = build_aqc2(seed=3)
+    floored.variance_floor, floored.variance_weight = 4.0, 3.0
+    wav = torch.randn(2, 3000)
+    wav_aug = wav + 0.3 * torch.randn(2, 3000)
+    frames = plain.model.config.num_frames(3000)
+    mask = plain.masker(torch.tensor([frames] * 2), frames, torch.Generator().manual_seed(1))
+    torch.manual_seed(5)  # the same Gumbel noise and negatives in both
+    out_plain = plain(wav, wav_aug=wav_aug, mask=mask)
+    torch.manual_seed(5)
+    out_floor = floored(wav, wav_aug=wav_aug, mask=mask)
+    assert "variance_hinge" not in out_plain
+    clean_local = plain.frontend(wav, None)[2]
+    hinge = (4.0 - temporal_spread(clean_local, None)).clamp_min(0).mean()
+    assert torch.allclose(out_floor["variance_hinge"], hinge, atol=ATOL)
+    assert torch.allclose(out_floor["loss"], out_plain["loss"] + 3.0 * hinge, atol=ATOL)

@@ -224,7 +224,8 @@ class Grid:
                 keyed.append(((0, a, -1), self.pretrain_job(arm, spec, budget)))
         for s, seed in enumerate(self.config["finetune_seeds"]):
             for a, (arm, spec) in enumerate(arms.items()):
-                if self.config.get("probe_yaml") and not self.args.no_probe:
+                probe_seeds = self.config.get("probe_seeds", self.config["finetune_seeds"])
+                if self.config.get("probe_yaml") and not self.args.no_probe and seed in probe_seeds:
                     for budget in [None] if spec is None else budgets:
                         keyed.append(((s, a, 0), self.probe_job(arm, budget, seed)))
                 for split in self.config["splits"]:

@@ -48,7 +48,11 @@ def test_grid_order_budgets_and_report(tmp_path):
         "calibrate/data2vec2",
     ]
     assert names.index("finetune/data2vec2_2638/1h/1") < names.index("finetune/aqc2_2638/1h/2")
-    assert len(names) == 2 * 2 + 3 * 3 * 2
+    # calibration + pretraining of 2 arms, 3 arms x 3 seeds of fine-tuning, probes on seed 1 only
+    assert len(names) == 2 * 2 + 3 * 3 + 3
+    assert sorted(n for n in names if n.startswith("probe/")) == [
+        "probe/aqc2_2638/1", "probe/data2vec2_2638/1", "probe/scratch/1"
+    ]  # fmt: skip
 
     # the update count spends the budget: (budget - start-up) / CPU per update
     calibration = tmp_path / "work" / "calibrate" / "aqc2" / "job.json"
@@ -101,8 +105,8 @@ def test_grid_order_budgets_and_report(tmp_path):
     assert math.isclose(aqc_gain, (41.0 - 35.5) / 41.0 * 100)
     assert report["meta"]["jobs_done"] == len(jobs)
     probes = {p["arm"]: p for p in report["probes"]}
-    assert math.isclose(probes["aqc2"]["ctc/dev-clean/cer"]["mean"], 82.0)
-    assert math.isclose(probes["scratch"]["speaker/accuracy"]["std"], 1.0)
+    assert math.isclose(probes["aqc2"]["ctc/dev-clean/cer"]["mean"], 81.0)  # seed 1 only
+    assert probes["scratch"]["speaker/accuracy"]["n"] == 1
     agreement = report["probe_ranking_agreement"]["1h/2638"]
     # fine-tuning: aqc2 (34.5) < scratch (40) = data2vec2 (40); probe: data2vec2 < aqc2 < scratch
     assert agreement["probe_order"] == ["data2vec2", "aqc2", "scratch"]

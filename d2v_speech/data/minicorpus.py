@@ -3,7 +3,7 @@
 Usage::
 
     python -m d2v_speech.data.minicorpus --out data/MiniLibriSpeech \
-        [--hours 2.0] [--pool_hours 10 --other_pool_fraction 0.5 --pool_voices 100] \
+        [--hours 2.0] [--pool_hours 10 --other_pool_fraction 0.5 --pool_voices 200] \
         [--seed 0] [--jobs 2] [--force]
 
 Layout written under ``out`` (identical to the real corpora, so the real preparation runs on it)::
@@ -21,15 +21,18 @@ of dev-clean, dev-other, test-clean, test-other H/12 (10 min at H=2); six disjoi
 H/8 (15 min at H=2, a scaled-down stand-in for the real 9 h), half clean and half other.
 Sizes are planned from an estimate of seconds per word; ``corpus.json`` gives the real hours.
 
-A larger unlabelled pool (``pool_hours``, P) leaves every other set as ``hours`` makes it; with
+Corpus v3 (the default): the unlabelled pool is ``pool_hours`` P = 5 H (10 h at H = 2, ten times
+the labelled 1 h), half of it ``train-other-500``, with 200 pool-only voices; the v2 corpus of
+earlier releases is ``--pool_hours H --other_pool_fraction 0 --pool_voices 0``.
+
+The pool size (``pool_hours``, P) leaves every other set as ``hours`` makes it; with
 ``other_pool_fraction`` f > 0 the pool is split as LibriSpeech's: ``train-clean-100`` (1 - f) P
 hours of clean audio and ``train-other-500`` f P hours of training voices with the 'other'
 acoustics of the labelled ``other`` folders. The two pool folders share no sentence (each
 reuses its own when the fortunes run out). ``pool_voices`` V adds V pool-only speakers
 (``d2v_speech.data.voices.build_pool_speakers``) who speak in the pool folders beside the
 training voices and nowhere else, as most LibriSpeech training speakers are absent from the
-Libri-light splits. With the defaults (P = H, f = 0, V = 0) the corpus is byte-identical to the
-one without these options.
+Libri-light splits. With P = H, f = 0, V = 0 the corpus is byte-identical to the v2 corpus.
 
 Design choices:
 - The labelled (Libri-light) utterances are spoken by training speakers but are *separate*
@@ -98,6 +101,10 @@ OWNED_ENTRIES = (*LIBRISPEECH_SPLITS, FINETUNING_DIR, "speakers.csv", "corpus.js
 OTHER_POOL = "train-other-500"  # present only when other_pool_fraction > 0
 POOL_FOLDERS = ("train-clean-100", OTHER_POOL)
 POOL_VOICE_STREAM = 3  # pool-only speakers draw from their own generator: the rest stays as it was
+# corpus v3: a pool of 5 x hours (10x the labelled 1 h at hours=2), half 'other', 200 pool voices
+DEFAULT_POOL_RATIO = 5.0
+DEFAULT_OTHER_POOL_FRACTION = 0.5
+DEFAULT_POOL_VOICES = 200
 
 
 @dataclass(frozen=True)
@@ -495,13 +502,14 @@ def generate_corpus(
     fortune_dir: str | Path = FORTUNE_DIR,
     progress: bool = True,
     pool_hours: float | None = None,
-    other_pool_fraction: float = 0.0,
-    pool_voices: int = 0,
+    other_pool_fraction: float = DEFAULT_OTHER_POOL_FRACTION,
+    pool_voices: int = DEFAULT_POOL_VOICES,
 ) -> dict:
     """Generate the embedded corpus under ``out_dir`` and return its summary (``corpus.json``).
 
     A complete corpus with the same settings is left untouched (fast no-op) unless ``force``.
-    ``hours`` sizes every set (and the unlabelled pool unless ``pool_hours`` is given);
+    ``hours`` sizes every set; ``pool_hours`` the unlabelled pool (None: ``DEFAULT_POOL_RATIO``
+    times ``hours``);
     ``other_pool_fraction`` of the pool goes to ``train-other-500`` with degraded acoustics;
     ``pool_voices`` pool-only speakers join the training voices in the pool.
     """
@@ -515,14 +523,16 @@ def generate_corpus(
         raise ValueError(f"pool_hours must be a positive number or None, got {pool_hours!r}")
     if not 0.0 <= other_pool_fraction < 1.0:
         raise ValueError(f"other_pool_fraction must be in [0, 1), got {other_pool_fraction!r}")
+    if pool_hours is None:
+        pool_hours = DEFAULT_POOL_RATIO * hours
     out_dir = Path(out_dir)
     sentences = load_sentences(Path(fortune_dir))
     utterances = plan_corpus(
         sentences, float(hours), seed, pool_hours, other_pool_fraction, pool_voices
     )
     pool = None
-    if (pool_hours is not None and pool_hours != hours) or other_pool_fraction > 0 or pool_voices:
-        pool = {"pool_hours": pool_hours or hours, "other_pool_fraction": other_pool_fraction}
+    if pool_hours != hours or other_pool_fraction > 0 or pool_voices:
+        pool = {"pool_hours": pool_hours, "other_pool_fraction": other_pool_fraction}
         if pool_voices:
             pool["pool_voices"] = pool_voices
     settings = _settings(float(hours), seed, check_tools(), sentences, utterances, pool)
@@ -604,13 +614,16 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--out", default="data/MiniLibriSpeech", help="output folder")
     parser.add_argument("--hours", type=float, default=2.0, help="size of every set (hours)")
-    parser.add_argument("--pool_hours", type=float, help="unlabelled pool hours (default: --hours)")
     parser.add_argument(
-        "--other_pool_fraction", type=float, default=0.0,
+        "--pool_hours", type=float,
+        help=f"unlabelled pool hours (default: {DEFAULT_POOL_RATIO:g} x --hours)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--other_pool_fraction", type=float, default=DEFAULT_OTHER_POOL_FRACTION,
         help="share of the pool in train-other-500, with 'other' acoustics (e.g. 0.5)",
     )  # fmt: skip
     parser.add_argument(
-        "--pool_voices", type=int, default=0,
+        "--pool_voices", type=int, default=DEFAULT_POOL_VOICES,
         help="pool-only speakers beside the training voices (up to 270)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)

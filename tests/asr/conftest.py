@@ -91,7 +91,8 @@ def short_set(tmp_path_factory) -> Path:
 def tiny_corpus(tmp_path_factory) -> Path:
     """A tiny embedded corpus in the LibriSpeech + Libri-light layouts (about 6 s to make)."""
     out = tmp_path_factory.mktemp("corpus") / "MiniLibriSpeech"
-    generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False)
+    generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False,
+                    pool_hours=0.02, other_pool_fraction=0.0, pool_voices=0)  # fmt: skip
     return out
 
 

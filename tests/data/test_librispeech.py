@@ -257,6 +257,7 @@ def test_cli_prepares_everything_present(tiny_corpus, tmp_path, capsys):
     assert prepare_main(["--data_folder", str(tiny_corpus), "--save_folder", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.csv"))
     assert names == sorted(
-        [f"{s}.csv" for s in DEFAULT_SPLITS] + ["train_10m.csv", "train_1h.csv", "train_10h.csv"]
+        [f"{s}.csv" for s in DEFAULT_SPLITS]
+        + ["train-other-500.csv", "train_10m.csv", "train_1h.csv", "train_10h.csv"]
     )
     assert "0 problem(s)" in capsys.readouterr().out

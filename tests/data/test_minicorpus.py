@@ -24,7 +24,7 @@ UTT_NAME = re.compile(r"^(\d+)-(\d+)-(\d{4})\.flac$")
 TRANS_LINE = re.compile(r"^(\d+-\d+-\d{4}) ([A-Z']+(?: [A-Z']+)*)$")
 LIBRILIGHT_FOLDERS = [f"{FINETUNING_DIR}/1h/{k}/{c}" for k in range(6) for c in ("clean", "other")]
 LIBRILIGHT_FOLDERS += [f"{FINETUNING_DIR}/9h/clean", f"{FINETUNING_DIR}/9h/other"]
-ALL_FOLDERS = list(LIBRISPEECH_SPLITS) + LIBRILIGHT_FOLDERS
+ALL_FOLDERS = list(LIBRISPEECH_SPLITS) + [minicorpus.OTHER_POOL] + LIBRILIGHT_FOLDERS
 
 
 def _size(corpus: Path) -> dict:
@@ -77,6 +77,7 @@ def speaker_table(tiny_corpus):
 
 def test_layout_has_every_split_and_no_leftovers(tiny_corpus, corpus_index):
     expected_top = set(LIBRISPEECH_SPLITS) | {
+        minicorpus.OTHER_POOL,  # corpus v3: half the pool has the 'other' acoustics
         FINETUNING_DIR,
         "speakers.csv",
         "corpus.json",
@@ -142,8 +143,10 @@ def test_corpus_json_sizes_match_files(tiny_corpus, corpus_index):
         seconds = sum(sf.info(path).duration for _, path in corpus_index[folder].values())
         assert summary["folders"][folder]["utterances"] == len(corpus_index[folder])
         assert summary["folders"][folder]["hours"] == pytest.approx(seconds / 3600, abs=1e-4)
-    pool_hours = summary["folders"]["train-clean-100"]["hours"]
-    assert tiny_hours * 0.7 < pool_hours < tiny_hours * 1.5
+    # corpus v3: a pool of 5 x hours, half clean and half 'other'
+    for folder in ("train-clean-100", minicorpus.OTHER_POOL):
+        pool_hours = summary["folders"][folder]["hours"]
+        assert 2.5 * tiny_hours * 0.7 < pool_hours < 2.5 * tiny_hours * 1.3
     one_hour = sum(summary["librilight_subsets"][f"1h/{k}"]["utterances"] for k in range(6))
     assert summary["librilight_subsets"]["1h"]["utterances"] == one_hour
 
@@ -157,7 +160,7 @@ def test_held_out_voices_never_in_training_and_clean_eval_voices_are(corpus_inde
                 keys.add((row["engine"], row["voice"], row["variant"]))
         return keys
 
-    training = voices(["train-clean-100"] + LIBRILIGHT_FOLDERS)
+    training = voices(["train-clean-100", minicorpus.OTHER_POOL] + LIBRILIGHT_FOLDERS)
     training_accents = {voice for _, voice, _ in training}
     for split in ("dev-other", "test-other"):
         held_out = voices([split])
@@ -289,7 +292,9 @@ def test_pool_only_voices_speak_in_the_pool_alone_and_never_as_a_held_out_voice(
     )
 
     def held(plan):
-        return [(u.relative_path, u.text, u.degraded, u.speaker) for u in plan if u.folder not in pool]
+        return [
+            (u.relative_path, u.text, u.degraded, u.speaker) for u in plan if u.folder not in pool
+        ]
 
     assert held(plan) == held(base)  # labelled, dev and test sets unchanged
     extra = {u.speaker for u in plan if u.speaker.group == "pool"}
@@ -325,11 +330,11 @@ def test_an_other_pool_is_written_prepared_and_removed_when_asked_no_more(tmp_pa
     folders = summary["folders"]
     assert folders[minicorpus.OTHER_POOL]["degraded_acoustics"] is True
     assert folders["train-clean-100"]["degraded_acoustics"] is False
-    assert summary["pool"] == {"pool_hours": 0.04, "other_pool_fraction": 0.5}
+    assert summary["pool"] == {"pool_hours": 0.04, "other_pool_fraction": 0.5, "pool_voices": 200}
     prepare_librispeech(out, tmp_path / "csv", splits=["train-other-500"], progress=False)
     rows = (tmp_path / "csv" / "train-other-500.csv").read_text().splitlines()
     assert len(rows) - 1 == folders[minicorpus.OTHER_POOL]["utterances"]
-    generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False)
+    generate_corpus(out, hours=0.02, seed=0, jobs=2, progress=False, other_pool_fraction=0.0)
     assert not (out / minicorpus.OTHER_POOL).exists()
 
 

@@ -59,7 +59,9 @@ SMALL_RUN_OVERRIDES = {
 def recipe_corpus(tmp_path_factory) -> Path:
     """A tiny embedded corpus in the LibriSpeech layout (generated once per session)."""
     out = tmp_path_factory.mktemp("recipe_corpus") / "MiniLibriSpeech"
-    generate_corpus(out, hours=CORPUS_HOURS, seed=CORPUS_SEED, jobs=2, progress=False)
+    # the v2 shape (pool = hours, clean, training voices only): small epochs, fast tests
+    generate_corpus(out, hours=CORPUS_HOURS, seed=CORPUS_SEED, jobs=2, progress=False,
+                    pool_hours=CORPUS_HOURS, other_pool_fraction=0.0, pool_voices=0)  # fmt: skip
     return out
 
 

@@ -9,7 +9,8 @@ APT_PACKAGES := espeak-ng flite fortunes fortunes-min sox libsndfile1
 CORPUS := data/MiniLibriSpeech
 PREPARED := results/prepared
 PYTEST_ARGS ?= -q
-# e.g. CORPUS_ARGS="--pool_hours 10 --other_pool_fraction 0.5" (a 10 h pool, half of it 'other')
+# corpus v3 by default (a 10 h pool, half of it 'other', 200 pool-only voices); the v2 corpus:
+# CORPUS_ARGS="--pool_hours 2 --other_pool_fraction 0 --pool_voices 0"
 CORPUS_ARGS ?=
 
 .PHONY: setup test demo demo-swbd pretrain-tiny lint corpus lm-tools lm ssl-gain

@@ -5,6 +5,7 @@ transcripts (lines ``<utt-id> <TRANSCRIPT>``). Every bad file becomes a :class:`
 the file; it is skipped, never silently and never by aborting the whole scan.
 """
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -37,11 +38,13 @@ class Problem:
 
 @dataclass
 class ScanResult:
-    """Rows (dicts with :data:`CSV_COLUMNS`), problems, and rows dropped by duration limits."""
+    """Rows (dicts with :data:`CSV_COLUMNS`), problems (skipped files), warnings (kept files
+    whose decoded audio is silent, constant or clipped), and rows dropped by duration limits."""
 
     rows: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     filtered_by_duration: int = 0
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def read_transcripts(path: Path) -> tuple[dict[str, str], list[Problem]]:
@@ -96,6 +99,21 @@ def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
             elif name.lower().endswith(AUDIO_SUFFIXES):
                 audio.append(Path(directory) / name)
     return audio, transcripts
+
+
+def files_fingerprint(folders: Iterable[Path]) -> dict:
+    """``{"files": count, "digest": sha256}`` of the audio and transcript files under
+    ``folders``: their paths, sizes and modification times (a stat per file, no reading), so
+    a preparation notices a file added, deleted, replaced or rewritten since it last ran."""
+    digest = hashlib.sha256()
+    count = 0
+    for folder in folders:
+        audio, transcripts = _walk(folder)
+        for path in sorted(audio + transcripts):
+            status = path.stat()
+            digest.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+            count += 1
+    return {"files": count, "digest": digest.hexdigest()}
 
 
 def utterance_identity(audio: Path, folder: Path) -> tuple[str, str]:
@@ -197,6 +215,8 @@ def scan_folder(
         if isinstance(facts, AudioProblem):
             result.problems.append(Problem(facts.kind, str(audio), facts.detail))
             continue
+        for warning in facts.warnings:
+            result.warnings.append(Problem(warning, str(audio), f"{warning} audio (kept)"))
         duration = facts.duration
         if (min_duration is not None and duration < min_duration) or (
             max_duration is not None and duration > max_duration
@@ -222,6 +242,7 @@ def merge_scans(scans: Iterable[ScanResult]) -> ScanResult:
     ids: set[str] = set()
     for scan in scans:
         merged.problems.extend(scan.problems)
+        merged.warnings.extend(scan.warnings)
         merged.filtered_by_duration += scan.filtered_by_duration
         for row in scan.rows:
             if row["ID"] in ids:

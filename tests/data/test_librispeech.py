@@ -201,21 +201,77 @@ def test_unlabelled_split_keeps_audio_without_transcripts(bad_corpus, tmp_path):
     assert "audio_without_transcript" not in kinds and "unreadable_audio" in kinds
 
 
-def test_truncated_flac_body_needs_verify_audio(tmp_path):
+def test_truncated_flac_body_is_caught_by_default_and_passes_only_without_verification(tmp_path):
     chapter = tmp_path / "LS" / "dev-clean" / "1" / "2"
     _write_tone(chapter / "1-2-0000.flac", seconds=2.0)
     data = (chapter / "1-2-0000.flac").read_bytes()
     (chapter / "1-2-0000.flac").write_bytes(data[: len(data) // 2])
     (chapter / "1-2.trans.txt").write_text("1-2-0000 HALF A FILE\n")
-    quick = prepare_librispeech(
-        tmp_path / "LS", tmp_path / "a", splits=["dev-clean"], progress=False
-    )
-    assert quick["csvs"]["dev-clean.csv"]["utterances"] == 1
     full = prepare_librispeech(
-        tmp_path / "LS", tmp_path / "b", splits=["dev-clean"], verify_audio=True, progress=False
+        tmp_path / "LS", tmp_path / "b", splits=["dev-clean"], progress=False
     )
     assert full["csvs"]["dev-clean.csv"]["utterances"] == 0
     assert [p["kind"] for p in full["csvs"]["dev-clean.csv"]["problems"]] == ["corrupt_audio"]
+    quick = prepare_librispeech(
+        tmp_path / "LS", tmp_path / "a", splits=["dev-clean"], verify_audio=False, progress=False
+    )
+    assert quick["csvs"]["dev-clean.csv"]["utterances"] == 1  # the header alone looks fine
+
+
+def test_changed_files_are_noticed_and_only_the_good_files_listed(tmp_path, caplog):
+    chapter = tmp_path / "LS" / "dev-clean" / "1" / "2"
+    for k in range(3):
+        _write_tone(chapter / f"1-2-000{k}.flac", seconds=1.0)
+    (chapter / "1-2.trans.txt").write_text("1-2-0000 A\n1-2-0001 B\n1-2-0002 C\n")
+    save = tmp_path / "csv"
+
+    def ids():
+        return [row["ID"] for row in _rows(save / "dev-clean.csv")]
+
+    first = prepare_librispeech(tmp_path / "LS", save, splits=["dev-clean"], progress=False)
+    assert first["prepared"] == ["dev-clean.csv"] and ids() == ["1-2-0000", "1-2-0001", "1-2-0002"]
+    caplog.clear()
+    again = prepare_librispeech(tmp_path / "LS", save, splits=["dev-clean"], progress=False)
+    assert again["up_to_date"] == ["dev-clean.csv"] and "up to date" in caplog.text
+    # a file deleted and another truncated after preparation: the old CSV is not reused
+    (chapter / "1-2-0002.flac").unlink()
+    data = (chapter / "1-2-0001.flac").read_bytes()
+    (chapter / "1-2-0001.flac").write_bytes(data[: len(data) // 2])
+    caplog.clear()
+    redone = prepare_librispeech(tmp_path / "LS", save, splits=["dev-clean"], progress=False)
+    assert redone["prepared"] == ["dev-clean.csv"] and ids() == ["1-2-0000"]
+    assert "its source files changed (4 -> 3 files" in caplog.text
+    kinds = sorted(p["kind"] for p in redone["csvs"]["dev-clean.csv"]["problems"])
+    assert kinds == ["corrupt_audio", "transcript_without_audio"]
+    # the damaged file is fixed: noticed again, listed again
+    _write_tone(chapter / "1-2-0001.flac", seconds=1.0)
+    fixed = prepare_librispeech(tmp_path / "LS", save, splits=["dev-clean"], progress=False)
+    assert fixed["prepared"] == ["dev-clean.csv"] and ids() == ["1-2-0000", "1-2-0001"]
+
+
+def test_short_clips_are_dropped_and_silent_or_clipped_audio_is_kept_with_a_warning(tmp_path):
+    chapter = tmp_path / "LS" / "dev-clean" / "1" / "2"
+    chapter.mkdir(parents=True)
+    rate = 16000
+    square = np.where(np.sin(2 * np.pi * 200 * np.arange(rate) / rate) >= 0, 32767, -32767)
+    clips = {
+        "1-2-0000": (0.3 * np.sin(np.arange(rate) / 7.0) * 32767).astype(np.int16),  # speech-like
+        "1-2-0001": np.zeros(160, dtype=np.int16),  # 10 ms: under the CNN's receptive field
+        "1-2-0002": np.zeros(rate, dtype=np.int16),  # all zero
+        "1-2-0003": square.astype(np.int16),  # full-scale square wave
+        "1-2-0004": np.full(rate, 1000, dtype=np.int16),  # constant
+    }
+    for uttid, samples in clips.items():
+        sf.write(chapter / f"{uttid}.flac", samples, rate, subtype="PCM_16")
+    (chapter / "1-2.trans.txt").write_text("".join(f"{u} WORDS\n" for u in clips))
+    result = prepare_librispeech(
+        tmp_path / "LS", tmp_path / "csv", splits=["dev-clean"], progress=False
+    )
+    summary = result["csvs"]["dev-clean.csv"]
+    assert summary["utterances"] == 4 and summary["problem_counts"] == {"too_short": 1}
+    assert summary["warning_counts"] == {"silent": 1, "clipped": 1, "constant": 1}
+    warned = {Path(w["file"]).stem: w["kind"] for w in summary["warnings"]}
+    assert warned == {"1-2-0002": "silent", "1-2-0003": "clipped", "1-2-0004": "constant"}
 
 
 def test_missing_folders_raise_unless_optional(bad_corpus, tmp_path):

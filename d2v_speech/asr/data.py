@@ -23,7 +23,14 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
 from d2v_speech.asr.vocabulary import count_characters
-from d2v_speech.data.pipelines import SAMPLE_RATE, normalize_waveform, read_mono_16k
+from d2v_speech.data.pipelines import (
+    SAMPLE_RATE,
+    AudioReadError,
+    UnreadableAudio,
+    normalize_waveform,
+    read_mono_16k,
+    split_unreadable,
+)
 from d2v_speech.data.segments import read_segment, to_model_rate
 
 __all__ = [
@@ -117,8 +124,12 @@ class ASRAudioPipeline:
             )
         return normalize_waveform(samples) if self.normalize else samples
 
-    def __call__(self, utt_id: str, wav_path: str) -> torch.Tensor:
-        return self._finish(utt_id, torch.from_numpy(read_mono_16k(wav_path)), wav_path)
+    def __call__(self, utt_id: str, wav_path: str) -> torch.Tensor | UnreadableAudio:
+        try:
+            samples = torch.from_numpy(read_mono_16k(wav_path))
+        except AudioReadError as error:  # dropped by the collate, counted by the Brain
+            return UnreadableAudio(str(error))
+        return self._finish(utt_id, samples, wav_path)
 
 
 class SegmentAudioPipeline(ASRAudioPipeline):
@@ -129,7 +140,10 @@ class SegmentAudioPipeline(ASRAudioPipeline):
     """
 
     def __call__(self, utt_id: str, wav_path: str, start: str, stop: str, channel: str):
-        samples, rate = read_segment(wav_path, int(start), int(stop), channel)
+        try:
+            samples, rate = read_segment(wav_path, int(start), int(stop), channel)
+        except AudioReadError as error:
+            return UnreadableAudio(str(error))
         samples = to_model_rate(torch.from_numpy(samples), rate)
         return self._finish(utt_id, samples, f"{wav_path} [{start}, {stop})")
 
@@ -218,7 +232,8 @@ def fixed_subset(dataset: DynamicItemDataset, count: int, seed: int) -> DynamicI
 
 class CTCCollate:
     """Items -> dict: id (list), sig (B, S) zero padded, lengths (B,) samples, tokens (B, U)
-    padded with 0, token_lengths (B,), chars (B,), text (list).
+    padded with 0, token_lengths (B,), chars (B,), text (list), unreadable (messages of the items
+    dropped because their audio could not be read; when none is left, only id and unreadable).
 
     `length_multiple` pads S up to a multiple of that many samples: a few distinct batch shapes
     instead of one per batch, so shape-specialised kernels (oneDNN bf16 on CPU) are reused. The
@@ -231,6 +246,9 @@ class CTCCollate:
         self.length_multiple = length_multiple
 
     def __call__(self, items: list[dict]) -> dict[str, Any]:
+        items, unreadable = split_unreadable(items)
+        if not items:
+            return {"id": [], "unreadable": unreadable}
         lengths = torch.tensor([item["sig"].shape[0] for item in items], dtype=torch.long)
         token_lengths = torch.tensor([item["tokens"].shape[0] for item in items], dtype=torch.long)
         padded = -(-int(lengths.max()) // self.length_multiple) * self.length_multiple
@@ -247,6 +265,7 @@ class CTCCollate:
             "token_lengths": token_lengths,
             "chars": torch.tensor([item["chars"] for item in items], dtype=torch.long),
             "text": [item["text"] for item in items],
+            "unreadable": unreadable,
         }
 
 

@@ -36,6 +36,7 @@ class SetOutputs:
     characters: int = 0
     audio_seconds: float = 0.0
     compute_seconds: float = 0.0
+    unreadable: list[str] = field(default_factory=list)  # messages naming the files left out
 
     @property
     def nats_per_char(self) -> float:
@@ -55,13 +56,21 @@ def _model_outputs(
     batch_size: int,
     progress: bool,
     description: str,
+    unreadable: list[str],
 ) -> Iterator[tuple[dict, CTCOutput, float]]:
-    """(batch, model output, forward seconds) over a dataset, in eval mode (restored after)."""
+    """(batch, model output, forward seconds) over a dataset, in eval mode (restored after).
+
+    Utterances whose audio cannot be read are left out, logged and added to ``unreadable``."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
     was_training = model.training
     model.eval()
     try:
         for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
+            for message in batch["unreadable"]:
+                logger.warning("%s: left out unreadable audio: %s", description, message)
+            unreadable += batch["unreadable"]
+            if not batch["id"]:
+                continue
             started = time.perf_counter()
             result = model(batch["sig"].to(device), batch["lengths"].to(device))
             yield batch, result, time.perf_counter() - started
@@ -83,7 +92,9 @@ def decode_dataset(
     _refuse_empty(dataset, description)
     outputs = SetOutputs()
     blank = model.vocabulary.blank_index
-    batches = _model_outputs(model, dataset, device, batch_size, progress, description)
+    batches = _model_outputs(
+        model, dataset, device, batch_size, progress, description, outputs.unreadable
+    )
     for batch, result, forward_seconds in batches:
         started = time.perf_counter()
         losses = ctc_loss_per_utterance(
@@ -111,6 +122,7 @@ class SetLogProbs:
     ids: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     log_probs: list[torch.Tensor] = field(default_factory=list)  # each (T_i, V), CPU float32
+    unreadable: list[str] = field(default_factory=list)  # messages naming the files left out
 
 
 @torch.no_grad()
@@ -126,7 +138,7 @@ def collect_log_probs(
     _refuse_empty(dataset, description)
     outputs = SetLogProbs()
     for batch, result, _ in _model_outputs(
-        model, dataset, device, batch_size, progress, description
+        model, dataset, device, batch_size, progress, description, outputs.unreadable
     ):
         log_probs = result.log_probs.float().cpu()
         for row, length in enumerate(result.frame_lengths.tolist()):
@@ -153,7 +165,8 @@ def evaluate_sets(
     together with the held-out nats/char and real-time factor of each set.
     `score_normalizer` (e.g. Switchboard's hesitation removal) maps reference and hypothesis
     alike before scoring; references it empties count every hypothesis word as an insertion.
-    The per-utterance file shows the scored (normalised) forms.
+    The per-utterance file shows the scored (normalised) forms. Utterances whose audio cannot be
+    read are left out of the scores and listed under `<set>_unreadable_files` in the results.
     """
     if not datasets:
         raise ValueError("no test set to evaluate")
@@ -162,6 +175,10 @@ def evaluate_sets(
     extra: dict[str, Any] = dict(info or {})
     for name, dataset in datasets.items():
         outputs = decode_dataset(model, dataset, decoder, device, batch_size, progress, name)
+        if outputs.unreadable:
+            extra[f"{name}_unreadable_files"] = outputs.unreadable
+        if not outputs.ids:
+            raise ValueError(f"{name}: no utterance could be read ({outputs.unreadable[0]} ...)")
         references, hypotheses = outputs.references, outputs.hypotheses
         if score_normalizer is not None:
             references = [score_normalizer(text) for text in references]

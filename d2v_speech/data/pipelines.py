@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -43,6 +44,25 @@ def read_mono_16k(path: str) -> np.ndarray:
     if not np.isfinite(samples).all():
         raise AudioReadError(f"{path}: contains NaN or infinite samples")
     return samples
+
+
+@dataclass(frozen=True)
+class UnreadableAudio:
+    """Stands in for the waveform of a file that could not be read (``message`` names it).
+
+    The data-loader worker returns it instead of raising, so one broken file never takes a run
+    down: the collate functions drop the item and list ``message`` under the batch's
+    ``unreadable`` key, and the Brain counts them (:mod:`d2v_speech.training.recipe_brain`).
+    """
+
+    message: str
+
+
+def split_unreadable(items: list[dict], key: str = "sig") -> tuple[list[dict], list[str]]:
+    """(items whose ``key`` was read, messages of those that were not)."""
+    readable = [item for item in items if not isinstance(item[key], UnreadableAudio)]
+    unreadable = [item[key].message for item in items if isinstance(item[key], UnreadableAudio)]
+    return readable, unreadable
 
 
 def normalize_waveform(wav: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -82,8 +102,13 @@ class PretrainAudioPipeline:
         return ["sig", "sig_aug"] if self.augmenter is not None else ["sig"]
 
     def __call__(self, utt_id: str, wav_path: str):
-        """-> sig (S,), or (sig, sig_aug) with an augmenter (SpeechBrain unpacks a tuple)."""
-        clean = read_mono_16k(wav_path)
+        """-> sig (S,), or (sig, sig_aug) with an augmenter (SpeechBrain unpacks a tuple);
+        :class:`UnreadableAudio` in their place when the file cannot be read."""
+        try:
+            clean = read_mono_16k(wav_path)
+        except AudioReadError as error:
+            mark = UnreadableAudio(str(error))
+            return mark if self.augmenter is None else (mark, mark)
         clean_tensor = torch.from_numpy(clean)
         sig = normalize_waveform(clean_tensor) if self.normalize else clean_tensor
         if self.augmenter is None:
@@ -141,8 +166,9 @@ class CropCollate:
     cropping, up when padding): a few distinct batch shapes instead of one per batch, so that
     shape-specialised kernels (oneDNN bf16 on CPU, cuDNN) are built once and reused.
 
-    Returns a dict: `id` (list), `sig` (B, S) float, `lengths` (B,) long samples, and
-    `sig_aug` (B, S) when present.
+    Returns a dict: `id` (list), `sig` (B, S) float, `lengths` (B,) long samples,
+    `sig_aug` (B, S) when present, and `unreadable` (messages of the items dropped because their
+    file could not be read; when none is left, only `id` (empty) and `unreadable`).
     """
 
     def __init__(
@@ -176,6 +202,9 @@ class CropCollate:
         return int(rng.integers(0, length - target + 1))
 
     def __call__(self, items: list[dict]) -> dict:
+        items, unreadable = split_unreadable(items)
+        if not items:
+            return {"id": [], "unreadable": unreadable}
         lengths = [int(item["sig"].shape[0]) for item in items]
         target = self._batch_length(lengths)
         keys = [k for k in ("sig", "sig_aug") if k in items[0]]
@@ -189,6 +218,7 @@ class CropCollate:
             out_lengths[row] = length
         batch["id"] = [item["id"] for item in items]
         batch["lengths"] = out_lengths
+        batch["unreadable"] = unreadable
         return batch
 
 
@@ -235,9 +265,11 @@ class BlockMaskCollate:
 
     def __call__(self, items: list[dict]) -> dict:
         batch = self.collate(items)
+        if not batch["id"]:
+            return batch
         num_frames = self.frame_counter.num_frames(batch["sig"].shape[1])
         clones = self.masker.num_clones
-        masks = torch.zeros(len(items) * clones, num_frames, dtype=torch.bool)
+        masks = torch.zeros(len(batch["id"]) * clones, num_frames, dtype=torch.bool)
         for row, (utt_id, length) in enumerate(zip(batch["id"], batch["lengths"].tolist())):
             generator = torch.Generator().manual_seed(item_key(utt_id, self.epoch, self.seed + 2))
             frames = self.frame_counter.num_frames(length)

@@ -22,7 +22,6 @@ from d2v_speech.data.switchboard_rows import CSV_COLUMNS, Rows
 logger = get_logger(__name__)
 
 
-
 def write_csv(rows: list[dict], path: Path) -> None:
     """Write rows sorted by ID, atomically (a crash never leaves a half CSV)."""
     temporary = path.with_name(path.name + ".part")

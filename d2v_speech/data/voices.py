@@ -115,9 +115,7 @@ def pool_voice_combinations() -> list[tuple[str, str]]:
     return [(accent, variant) for accent in SEEN_ESPEAK_ACCENTS for variant in POOL_ESPEAK_VARIANTS]
 
 
-def build_pool_speakers(
-    count: int, rng: np.random.Generator, taken_ids: set[int]
-) -> list[Speaker]:
+def build_pool_speakers(count: int, rng: np.random.Generator, taken_ids: set[int]) -> list[Speaker]:
     """``count`` pool-only speakers: distinct (seen accent, pool variant) pairs with their own
     pitch, speed and gain, and speaker ids outside ``taken_ids``."""
     combinations = pool_voice_combinations()

@@ -159,6 +159,8 @@ class PretrainBrain(RecipeBrain):
 
     # ------------------------------------------------------------ optimisation
     def fit_batch(self, batch):
+        if self.skip_unreadable(batch):
+            return torch.tensor(0.0)
         should_step = (self.step % self.grad_accumulation_factor) == 0
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         seed_step_generators(self.hparams.seed, rank, self.optimizer_step, self.step)

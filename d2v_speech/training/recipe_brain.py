@@ -1,9 +1,21 @@
 """The Brain every recipe's Brain derives from: SpeechBrain 1.1.2's command-line options made
-to behave as users expect."""
+to behave as users expect, and unreadable audio files skipped and counted instead of ending
+the run."""
 
 from __future__ import annotations
 
 import speechbrain as sb
+import torch
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+DEFAULT_MAX_UNREADABLE_FILES = 100
+
+
+class TooManyUnreadableFilesError(RuntimeError):
+    """More audio files could not be read during a run than its YAML allows."""
+
 
 CKPT_INTERVAL_OPTIONS = (
     ("ckpt_interval_steps", "ckpt_interval_minutes"),
@@ -28,7 +40,10 @@ def keep_command_line_ckpt_interval(hparams: dict | None, run_opts) -> dict | No
 
 class RecipeBrain(sb.Brain):
     """sb.Brain where `--ckpt_interval_steps` / `--ckpt_interval_minutes` on the command line
-    replace the YAML's other interval, and `--optimizer_step_limit=N` is a number."""
+    replace the YAML's other interval, `--optimizer_step_limit=N` is a number, and a batch's
+    unreadable files (the collate functions' `unreadable` list) are logged by name with a
+    running count; the run stops with a clear message only when the count passes the YAML's
+    `max_unreadable_files` (default 100)."""
 
     def __init__(
         self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None
@@ -38,6 +53,34 @@ class RecipeBrain(sb.Brain):
         # SpeechBrain 1.1.2 keeps `--optimizer_step_limit=N` from the command line as a string
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
+        self.unreadable_files = 0
+
+    def skip_unreadable(self, batch) -> bool:
+        """Count and log the batch's unreadable files; True when no utterance is left in it."""
+        messages = batch.get("unreadable", []) if isinstance(batch, dict) else []
+        limit = getattr(self.hparams, "max_unreadable_files", DEFAULT_MAX_UNREADABLE_FILES)
+        for message in messages:
+            self.unreadable_files += 1
+            logger.warning(
+                "skipped unreadable audio (%d so far): %s", self.unreadable_files, message
+            )
+        if self.unreadable_files > limit:
+            raise TooManyUnreadableFilesError(
+                f"{self.unreadable_files} audio files could not be read in this run, more than "
+                f"max_unreadable_files ({limit}); the last: {messages[-1]}. Check the data "
+                "(python -m d2v_speech.data.prepare decodes every file) or raise the limit."
+            )
+        return isinstance(batch, dict) and not batch.get("id", True)
+
+    def fit_batch(self, batch):
+        if self.skip_unreadable(batch):
+            return torch.tensor(0.0)
+        return super().fit_batch(batch)
+
+    def evaluate_batch(self, batch, stage):
+        if self.skip_unreadable(batch):
+            return torch.tensor(0.0)
+        return super().evaluate_batch(batch, stage)
 
     #: hparams objects with an `epoch` attribute that follows the training epoch (their random
     #: draws change per epoch yet replay exactly on resume)

@@ -14,7 +14,7 @@ import sys
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from d2v_speech.training.command_line import parse_recipe_arguments
+from d2v_speech.training.command_line import check_hparams, parse_recipe_arguments
 from d2v_speech.training.pretrain_brain import PretrainBrain
 from d2v_speech.training.pretrain_setup import (
     build_pretraining_loaders,
@@ -27,6 +27,7 @@ if __name__ == "__main__":
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    check_hparams(hparams, hparams_file)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

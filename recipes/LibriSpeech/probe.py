@@ -24,7 +24,7 @@ from d2v_speech.probe.probe_run import (
     run_probes,
     split_by_speaker,
 )
-from d2v_speech.training.command_line import parse_recipe_arguments
+from d2v_speech.training.command_line import check_hparams, parse_recipe_arguments
 from d2v_speech.training.pretrain_setup import ensure_embedded_corpus
 
 
@@ -37,6 +37,7 @@ if __name__ == "__main__":
     hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    check_hparams(hparams, hparams_file)
     out = hparams["output_folder"]
     sb.create_experiment_directory(out, hyperparams_to_save=hparams_file, overrides=overrides)
     # check the encoder source before any data work

@@ -23,13 +23,14 @@ from hyperpyyaml import load_hyperpyyaml
 from d2v_speech.asr.finetune_run import finetune_and_score
 from d2v_speech.asr.finetune_setup import prepare_switchboard_data
 from d2v_speech.data.switchboard_text import GlmRules, normalize_for_scoring
-from d2v_speech.training.command_line import parse_recipe_arguments
+from d2v_speech.training.command_line import check_hparams, parse_recipe_arguments
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    check_hparams(hparams, hparams_file)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

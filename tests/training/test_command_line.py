@@ -44,3 +44,29 @@ def test_top_level_keys_skip_nested_and_commented_lines(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text("a: 1\n# b: 2\nc:\n    d: 3\n  e: 4\nf_1 : !ref <a>\n")
     assert top_level_keys(path) == {"a", "c", "f_1"}
+
+
+def test_unknown_overrides_and_bad_values_stop_before_any_work():
+    import pytest
+
+    from d2v_speech.training.command_line import ConfigurationError
+
+    finetune = str(ROOT / "hparams/tiny/finetune_ctc.yaml")
+    with pytest.raises(ConfigurationError, match="--lrr: not a key .*did you mean lr\\?"):
+        load([finetune, "--pretrained=none", "--lrr=0.1"])
+    with pytest.raises(ConfigurationError, match="lr must be a number > 0, got 'abc'"):
+        load([finetune, "--pretrained=none", "--lr=abc"])
+    with pytest.raises(ConfigurationError, match="mask_prob must be a number in \\[0, 1\\)"):
+        load([finetune, "--pretrained=none", "--mask_prob=1.5"])
+
+
+def test_a_misspelt_run_option_in_the_yaml_is_an_error(tmp_path):
+    import pytest
+
+    from d2v_speech.training.command_line import ConfigurationError
+
+    text = (ROOT / "hparams/tiny/aqc2.yaml").read_text().replace("\nprecision:", "\nprecison:")
+    path = tmp_path / "typo.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match="'precison' is read by nothing; did you mean"):
+        parse_recipe_arguments([str(path)])

@@ -18,6 +18,10 @@ a fairseq fine-tuned .pt, or a Hugging Face Data2VecAudioForCTC folder. Writes h
 for folders, next to a file otherwise).
 """
 
+# isort: off
+import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when they wait)
+
+# isort: on
 import argparse
 import json
 import sys

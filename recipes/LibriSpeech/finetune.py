@@ -12,6 +12,10 @@ Run the same command again after an interruption: it resumes from the last check
 The test results (best dev-WER checkpoint) go to <output_folder>/results.{json,md}.
 """
 
+# isort: off
+import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when they wait)
+
+# isort: on
 import sys
 
 import speechbrain as sb

@@ -9,6 +9,10 @@
 Run the same command again after an interruption: it resumes from the last checkpoint.
 """
 
+# isort: off
+import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when they wait)
+
+# isort: on
 import sys
 
 import speechbrain as sb

@@ -9,6 +9,10 @@ Writes <output_folder>/results.json (dev CER / WER of the CTC probe, speaker acc
 learned layer weights) and results.md. See hparams/tiny/probe.yaml for what is trained.
 """
 
+# isort: off
+import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when they wait)
+
+# isort: on
 import json
 import sys
 

@@ -13,6 +13,10 @@ test_eval2000), scored with jiwer after `normalize_for_scoring` (hesitations dro
 mappings applied to reference and hypothesis alike). Re-run to resume after an interruption.
 """
 
+# isort: off
+import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when they wait)
+
+# isort: on
 import sys
 from functools import partial
 from pathlib import Path

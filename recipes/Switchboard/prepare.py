@@ -7,6 +7,10 @@
 See d2v_speech.data.switchboard and docs/switchboard.md.
 """
 
+# isort: off
+import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when they wait)
+
+# isort: on
 import sys
 
 from d2v_speech.data.switchboard import main

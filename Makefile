@@ -43,11 +43,14 @@ lint: setup
 corpus: setup
 	$(PY) -m d2v_speech.data.minicorpus --out $(CORPUS) $(CORPUS_ARGS)
 
-# The main job on the embedded corpus: corpus -> CSVs -> tiny data2vec-aqc pretraining ->
-# CTC fine-tuning on the Libri-light-style 1 h split -> WER/CER on test-clean and test-other (CPU),
-# greedy and with a 4-gram LM (lexicon beam search, LM weights tuned on dev-clean).
+# The main job on the embedded corpus: corpus -> CSVs -> tiny pretraining (DEMO_ARM, the
+# SSL-gain benchmark's best arm, for DEMO_UPDATES updates) -> CTC fine-tuning on the
+# Libri-light-style 1 h split -> WER/CER on test-clean and test-other (CPU), greedy and with a
+# 4-gram LM (lexicon beam search, LM weights tuned on dev-clean).
 # Re-running resumes an interrupted run; a finished run is left as it is.
-PRETRAINED := results/pretrain/aqc_tiny/1234
+DEMO_ARM ?= data2vec2
+DEMO_UPDATES ?= 3000
+PRETRAINED := results/pretrain/$(DEMO_ARM)_tiny/1234
 FINETUNED := results/finetune/tiny_1h/1234
 FINETUNED_SWBD := results/finetune/tiny_switchboard/1234
 LM_DIR := results/lm
@@ -58,7 +61,8 @@ PRECISION ?= $(shell grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null &
 
 pretrain-tiny: corpus
 	$(PY) -m d2v_speech.data.prepare --data_folder $(CORPUS) --save_folder $(PREPARED)
-	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/pretrain.py hparams/tiny/aqc.yaml --precision=$(PRECISION)
+	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/pretrain.py hparams/tiny/$(DEMO_ARM).yaml \
+		--optimizer_step_limit=$(DEMO_UPDATES) --precision=$(PRECISION)
 	$(PY) -m d2v_speech.training.summarize $(PRETRAINED)
 
 demo: pretrain-tiny lm

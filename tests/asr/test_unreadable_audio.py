@@ -37,14 +37,18 @@ def damaged_copy(short_set, folder):
     return path, [rows[3]["ID"], rows[5]["ID"]]
 
 
-def run(out, csv_path, limit):
+def micro_model_and_data(csv_path):
     torch.manual_seed(0)
     vocabulary = LetterVocabulary()
     model = CTCModel(
         Data2VecAudioModel(micro_config()), len(vocabulary), vocabulary=vocabulary,
         mask_channel_length=4,
     )  # fmt: skip
-    dataset = load_asr_dataset([csv_path], {}, vocabulary, True, 400)
+    return model, load_asr_dataset([csv_path], {}, vocabulary, True, 400)
+
+
+def run(out, csv_path, limit):
+    model, dataset = micro_model_and_data(csv_path)
     brain = make_brain(out, model, 1e-3, 6)
     brain.hparams.max_unreadable_files = limit
     loader = {"batch_size": 8, "collate_fn": CTCCollate(), "shuffle": False}
@@ -67,16 +71,11 @@ def test_training_skips_and_names_unreadable_files_then_stops_past_the_limit(
 
 def test_evaluation_scores_the_readable_utterances_and_lists_the_rest(short_set, tmp_path):
     csv_path, bad_ids = damaged_copy(short_set, tmp_path / "data")
-    torch.manual_seed(0)
-    vocabulary = LetterVocabulary()
-    model = CTCModel(
-        Data2VecAudioModel(micro_config()), len(vocabulary), vocabulary=vocabulary,
-        mask_channel_length=4,
-    )  # fmt: skip
-    dataset = load_asr_dataset([csv_path], {}, vocabulary, True, 400)
+    model, dataset = micro_model_and_data(csv_path)
     rates = evaluate_sets(
-        model, {"damaged": dataset}, GreedyDecoder(vocabulary), tmp_path / "out", progress=False
-    )
+        model, {"damaged": dataset}, GreedyDecoder(model.vocabulary), tmp_path / "out",
+        progress=False,
+    )  # fmt: skip
     assert rates["damaged"].utterances == 30
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     listed = results["info"]["damaged_unreadable_files"]

@@ -149,41 +149,31 @@ def check_audio_files(
         )
 
 
-def scan_folder(
-    folder: Path,
-    root: Path,
-    placeholder: str,
-    require_transcripts: bool = True,
-    min_duration: float | None = None,
-    max_duration: float | None = None,
-    verify_audio: bool = False,
-    num_workers: int = 4,
-    progress: bool = True,
-) -> ScanResult:
-    """CSV rows for every good utterance under ``folder``.
-
-    ``wav`` is ``$<placeholder>/<path relative to root>``. With ``require_transcripts=False``
-    audio without a transcript gets an empty ``wrd`` instead of being a problem, and transcript
-    problems do not drop the audio.
-    """
-    audio_files, transcript_files = _walk(folder)
-    result = ScanResult()
+def _collect_transcripts(
+    transcript_files: Iterable[Path], result: ScanResult
+) -> dict[str, tuple[str, Path]]:
+    """utterance ID -> (text, transcript file); duplicates and bad lines go to ``result``."""
     transcripts: dict[str, tuple[str, Path]] = {}
     for transcript_file in transcript_files:
         entries, problems = read_transcripts(transcript_file)
         result.problems.extend(problems)
         for utterance_id, text in entries.items():
             if utterance_id in transcripts:
-                result.problems.append(
-                    Problem(
-                        "duplicate_id",
-                        str(transcript_file),
-                        f"{utterance_id} also in {transcripts[utterance_id][1]}",
-                    )
-                )
+                where = f"{utterance_id} also in {transcripts[utterance_id][1]}"
+                result.problems.append(Problem("duplicate_id", str(transcript_file), where))
                 continue
             transcripts[utterance_id] = (text, transcript_file)
+    return transcripts
 
+
+def _pair_audio(
+    audio_files: Iterable[Path],
+    folder: Path,
+    transcripts: dict[str, tuple[str, Path]],
+    require_transcripts: bool,
+    result: ScanResult,
+) -> list[tuple[str, str, Path]]:
+    """(utterance ID, speaker, audio) of each file to check; unpaired ones go to ``result``."""
     candidates: list[tuple[str, str, Path]] = []
     seen_ids: set[str] = set()
     for audio in audio_files:
@@ -207,7 +197,30 @@ def scan_folder(
                     "transcript_without_audio", str(transcript_file), f"no audio for {utterance_id}"
                 )
             )
+    return candidates
 
+
+def scan_folder(
+    folder: Path,
+    root: Path,
+    placeholder: str,
+    require_transcripts: bool = True,
+    min_duration: float | None = None,
+    max_duration: float | None = None,
+    verify_audio: bool = False,
+    num_workers: int = 4,
+    progress: bool = True,
+) -> ScanResult:
+    """CSV rows for every good utterance under ``folder``.
+
+    ``wav`` is ``$<placeholder>/<path relative to root>``. With ``require_transcripts=False``
+    audio without a transcript gets an empty ``wrd`` instead of being a problem, and transcript
+    problems do not drop the audio.
+    """
+    audio_files, transcript_files = _walk(folder)
+    result = ScanResult()
+    transcripts = _collect_transcripts(transcript_files, result)
+    candidates = _pair_audio(audio_files, folder, transcripts, require_transcripts, result)
     checked = check_audio_files(
         [audio for _, _, audio in candidates], verify_audio, num_workers, folder.name, progress
     )

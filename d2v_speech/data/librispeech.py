@@ -182,6 +182,23 @@ def _result(save_folder: Path, csv_names: list[str], prepared: dict, missing: li
     }
 
 
+def _scan_split(
+    split_folder: Path, data_folder: Path, options: dict, workers: int, progress: bool
+) -> ScanResult:
+    """`scan_folder` of one split with the options its up-to-date check records."""
+    return scan_folder(
+        split_folder,
+        data_folder,
+        options["placeholder"],
+        options["require_transcripts"],
+        options["min_duration"],
+        options["max_duration"],
+        options["verify_audio"],
+        workers,
+        progress,
+    )
+
+
 def prepare_librispeech(
     data_folder: str | Path,
     save_folder: str | Path,
@@ -246,20 +263,11 @@ def prepare_librispeech(
             "verify_audio": verify_audio,
             "source_files": files_fingerprint([split_folder]),
         }
-        if _is_fresh(save_folder, csv_name, options, force):
-            continue
-        scan = scan_folder(
-            split_folder,
-            data_folder,
-            "data_root",
-            require_transcripts,
-            min_duration,
-            max_duration,
-            verify_audio,
-            workers,
-            progress,
-        )
-        outputs[csv_name] = (scan, options)
+        if not _is_fresh(save_folder, csv_name, options, force):
+            outputs[csv_name] = (
+                _scan_split(split_folder, data_folder, options, workers, progress),
+                options,
+            )
     prepared = _finish(save_folder, outputs)
     logger.info("LibriSpeech preparation took %.1f s.", time.perf_counter() - started)
     return _result(save_folder, csv_names, prepared, missing)

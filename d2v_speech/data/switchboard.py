@@ -196,18 +196,9 @@ def prepare_switchboard(
         return {"save_folder": str(save_folder), "skipped_prep": True}
     _check_options(train_hours, dev_conversations, max_utt, min_duration, max_duration)
     data_folder = Path(data_folder)
-    if not data_folder.is_dir():
-        raise FileNotFoundError(f"Switchboard data folder {data_folder} does not exist")
-    parts = find_parts(
+    parts, missing = _existing_parts(
         data_folder, swbd_folder, ms98_folder, conv_tab, hub5_audio_folder, hub5_stm, hub5_glm
     )
-    missing = _missing_parts(parts)
-    if len(missing) == 2:
-        raise FileNotFoundError(
-            f"nothing to prepare under {data_folder}: " + "; ".join(missing.values())
-        )
-    for csvs, reason in missing.items():
-        logger.warning("%s not prepared: %s", csvs, reason)
     save_folder = Path(save_folder)
     save_folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -225,25 +216,45 @@ def prepare_switchboard(
             "keep_partial": keep_partial,
             "exclude_dev_callers": exclude_dev_callers,
         }
-        sources = {
-            "swbd_audio": str(parts.swbd_audio.resolve()),
-            "ms98": str(parts.ms98.resolve()),
-            "conv_tab": str(parts.conv_tab.resolve()) if parts.conv_tab else None,
-        }
+        sources = _sources(parts, ("swbd_audio", "ms98", "conv_tab"))
         csv_names += TRAIN_CSVS
         outputs.update(
             _prepare_train(parts, save_folder, {**base, **sources, **settings}, force, settings)
         )
     if parts.hub5_audio and parts.hub5_stm:
-        sources = {
-            "hub5_audio": str(parts.hub5_audio.resolve()),
-            "hub5_stm": str(parts.hub5_stm.resolve()),
-            "hub5_glm": str(parts.hub5_glm.resolve()) if parts.hub5_glm else None,
-        }
+        sources = _sources(parts, ("hub5_audio", "hub5_stm", "hub5_glm"))
         csv_names += TEST_CSVS
         outputs.update(_prepare_test(parts, save_folder, {**base, **sources}, force))
     prepared = write_outputs(save_folder, outputs)
     logger.info("Switchboard preparation took %.1f s.", time.perf_counter() - started)
+    return _result(save_folder, csv_names, prepared, missing)
+
+
+def _sources(parts: SwitchboardParts, names: tuple[str, ...]) -> dict[str, str | None]:
+    """Resolved paths of the named parts (None for a part that is absent), for the state file."""
+    return {name: str(getattr(parts, name).resolve()) if getattr(parts, name) else None
+            for name in names}  # fmt: skip
+
+
+def _existing_parts(
+    data_folder: Path, *given: str | Path | None
+) -> tuple[SwitchboardParts, dict[str, str]]:
+    """`find_parts` of the data folder and what is missing; an error when nothing is there."""
+    if not data_folder.is_dir():
+        raise FileNotFoundError(f"Switchboard data folder {data_folder} does not exist")
+    parts = find_parts(data_folder, *given)
+    missing = _missing_parts(parts)
+    if len(missing) == 2:
+        raise FileNotFoundError(
+            f"nothing to prepare under {data_folder}: " + "; ".join(missing.values())
+        )
+    for csvs, reason in missing.items():
+        logger.warning("%s not prepared: %s", csvs, reason)
+    return parts, missing
+
+
+def _result(save_folder: Path, csv_names: list[str], prepared: dict, missing: dict) -> dict:
+    """What `prepare_switchboard` returns (its docstring), with stored summaries of fresh CSVs."""
     stored = read_json(save_folder / SUMMARY_NAME)
     csvs = {name: prepared.get(name, stored.get(name, {})) for name in csv_names}
     return {

@@ -213,6 +213,33 @@ def _quantizer_start(checkpoint: LoadedCheckpoint, keep: bool, loaded: bool) -> 
     return _schedule_start(keep, extra.get("num_updates", checkpoint.num_updates))
 
 
+def _unwrap_objective(objective: nn.Module) -> nn.Module:
+    """The objective inside a DDP wrapper, checked to have what a warm start sets."""
+    objective = _unwrap(objective)
+    for attribute in ("model", "teacher", "reset_teacher"):
+        if not hasattr(objective, attribute):
+            raise ValueError(
+                f"{type(objective).__name__} has no {attribute!r}; expected a Data2VecObjective"
+            )
+    return objective
+
+
+def _start_quantizer(
+    objective: nn.Module, checkpoint: LoadedCheckpoint, continue_schedule: bool, loaded: bool
+) -> dict[str, Any]:
+    """Set the objective's quantizer (if any) to its temperature schedule's start; its report."""
+    quantizer = getattr(objective, "quantizer", None)
+    if not isinstance(quantizer, nn.Module):
+        return {}
+    updates, schedule = _quantizer_start(checkpoint, continue_schedule, loaded)
+    quantizer.set_num_updates(updates)
+    return {
+        "quantizer_updates": updates,
+        "quantizer_schedule": schedule,
+        "quantizer_temperature": quantizer.temperature,
+    }
+
+
 def warm_start_objective(
     objective: nn.Module,
     source: str | Path | LoadedCheckpoint,
@@ -254,12 +281,7 @@ def warm_start_objective(
         What was loaded and reset (see the keys); also logged on the main process.
     """
     restarted = _check_options(reset, teacher)
-    objective = _unwrap(objective)
-    for attribute in ("model", "teacher", "reset_teacher"):
-        if not hasattr(objective, attribute):
-            raise ValueError(
-                f"{type(objective).__name__} has no {attribute!r}; expected a Data2VecObjective"
-            )
+    objective = _unwrap_objective(objective)
     checkpoint = (
         source
         if isinstance(source, LoadedCheckpoint)
@@ -268,27 +290,16 @@ def warm_start_objective(
     not_in_source = _load_encoder(objective, checkpoint)
     heads = _load_heads(objective, checkpoint, load_heads, strict_shapes)
     teacher_source = _set_teacher(objective, checkpoint, teacher)
-
     ema_updates, ema_schedule = _schedule_start(
         "ema_schedule" not in restarted, checkpoint.num_updates
     )
     objective.teacher.num_updates = ema_updates
-
-    quantizer = getattr(objective, "quantizer", None)
-    quantizer_report: dict[str, Any] = {}
-    if isinstance(quantizer, nn.Module):
-        updates, schedule = _quantizer_start(
-            checkpoint, "quantizer_temperature" not in restarted, "quantizer" in heads["loaded"]
-        )
-        quantizer.set_num_updates(updates)
-        quantizer_report = {
-            "quantizer_updates": updates,
-            "quantizer_schedule": schedule,
-            "quantizer_temperature": quantizer.temperature,
-        }
-
+    keep_temperature = "quantizer_temperature" not in restarted
+    quantizer_report = _start_quantizer(
+        objective, checkpoint, keep_temperature, "quantizer" in heads["loaded"]
+    )
     report = {
-        "source": str(source) if not isinstance(source, LoadedCheckpoint) else "LoadedCheckpoint",
+        "source": "LoadedCheckpoint" if isinstance(source, LoadedCheckpoint) else str(source),
         "source_format": checkpoint.source_format,
         "source_updates": checkpoint.num_updates,
         "source_normalize": checkpoint.normalize,

@@ -27,8 +27,10 @@ def saved_run(folder):
 
 def fresh(folder):
     layer, counter = torch.nn.Linear(2, 2), EpochCounter(10)
-    return layer, counter, AtomicCheckpointer(
-        folder, {"objective": layer, "counter": counter, "rng": RNGStates()}
+    return (
+        layer,
+        counter,
+        AtomicCheckpointer(folder, {"objective": layer, "counter": counter, "rng": RNGStates()}),
     )
 
 

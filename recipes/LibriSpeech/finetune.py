@@ -21,9 +21,9 @@ import sys
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from d2v_speech.asr.finetune_run import finetune_and_score
-from d2v_speech.asr.finetune_setup import apply_split_settings, prepare_finetuning_data
 from d2v_speech.training.command_line import check_hparams, parse_recipe_arguments
+from d2v_speech.training.finetune_run import finetune_and_score
+from d2v_speech.training.finetune_setup import apply_split_settings, prepare_finetuning_data
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])

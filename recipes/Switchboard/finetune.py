@@ -24,10 +24,10 @@ from pathlib import Path
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from d2v_speech.asr.finetune_run import finetune_and_score
-from d2v_speech.asr.finetune_setup import prepare_switchboard_data
 from d2v_speech.data.switchboard_text import GlmRules, normalize_for_scoring
 from d2v_speech.training.command_line import check_hparams, parse_recipe_arguments
+from d2v_speech.training.finetune_run import finetune_and_score
+from d2v_speech.training.finetune_setup import prepare_switchboard_data
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = parse_recipe_arguments(sys.argv[1:])

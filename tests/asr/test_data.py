@@ -17,7 +17,7 @@ from d2v_speech.asr.data import (
     load_asr_dataset,
 )
 from d2v_speech.asr.evaluation import decode_dataset
-from d2v_speech.asr.finetune_setup import apply_split_settings
+from d2v_speech.training.finetune_setup import apply_split_settings
 
 NO_PLACEHOLDERS = {"data_root": "", "ll_root": ""}
 

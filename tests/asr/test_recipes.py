@@ -13,7 +13,7 @@ import yaml
 from conftest import micro_config
 from hyperpyyaml import load_hyperpyyaml
 
-from d2v_speech.asr.finetune_setup import apply_split_settings
+from d2v_speech.training.finetune_setup import apply_split_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

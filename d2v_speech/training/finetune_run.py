@@ -15,8 +15,12 @@ from speechbrain.utils.distributed import if_main_process
 
 from d2v_speech.asr.decoding import GreedyDecoder
 from d2v_speech.asr.evaluation import evaluate_sets
-from d2v_speech.asr.finetune_setup import build_test_sets, build_training_sets, build_vocabulary
 from d2v_speech.training.finetune_brain import FineTuneBrain, best_checkpoint_metric
+from d2v_speech.training.finetune_setup import (
+    build_test_sets,
+    build_training_sets,
+    build_vocabulary,
+)
 
 __all__ = ["finetune_and_score"]
 

@@ -11,13 +11,13 @@ import torch
 from fairseq_layout import D2V2_AUDIO, decoder_to_data2vec2, to_data2vec2_state
 from transformers import Data2VecAudioModel as HFData2VecAudioModel
 
-from d2v_speech.checkpoint_data2vec2 import without_alibi
 from d2v_speech.checkpoints import (
     CheckpointError,
     export_huggingface,
     load_checkpoint,
     main,
 )
+from d2v_speech.checkpoints.fairseq_data2vec2 import without_alibi
 from d2v_speech.nn import Data2VecAudioModel, EncoderConfig
 from d2v_speech.nn.conv_decoder import ConvDecoder1d
 

@@ -15,9 +15,6 @@ LAYERS = (
     ("asr", "probe", "lm"),  # CTC models, decoding, scoring, probes, n-gram LMs
     ("benchmarking", "training"),  # Brains and recipe glue
 )
-# modules that belong to another unit's job (the data2vec 2.0 checkpoint layout is one format of
-# d2v_speech.checkpoints, kept in its own file)
-SAME_UNIT = {"checkpoint_data2vec2": "checkpoints"}
 
 
 def unit_of(module: str) -> str | None:
@@ -25,7 +22,7 @@ def unit_of(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "d2v_speech" or len(parts) < 2:
         return None
-    return SAME_UNIT.get(parts[1], parts[1])
+    return parts[1]
 
 
 def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:

@@ -1,6 +1,6 @@
 """Reading fairseq data2vec 2.0 audio checkpoints (`Data2VecMultiModel`, model `data2vec_multi`).
 
-`d2v_speech.checkpoints.load_checkpoint` (and `load_fairseq`) hand such files here; the result is
+`load_checkpoint` (and `fairseq.load_fairseq`) hand such files here; the result is
 an ordinary `LoadedCheckpoint` with `config.alibi` set, the conv decoder under `heads["decoder"]`
 (its sizes in `decoder_config`) and the EMA teacher in `teacher_state`.
 
@@ -49,17 +49,19 @@ from typing import Any
 
 import torch
 
-from d2v_speech.checkpoints import (
+from d2v_speech.checkpoints.fairseq import (
+    _fairseq_cfgs,
+    _fairseq_num_updates,
+    parse_conv_feature_layers,
+)
+from d2v_speech.checkpoints.loaded import (
     FAIRSEQ_CTC_PREFIX,
     FAIRSEQ_FINETUNED_PREFIX,
     FORMAT_FAIRSEQ_DATA2VEC2,
     CheckpointError,
     LoadedCheckpoint,
-    _fairseq_cfgs,
-    _fairseq_num_updates,
     _validated,
     infer_decoder_config,
-    parse_conv_feature_layers,
 )
 from d2v_speech.nn.config import EncoderConfig
 

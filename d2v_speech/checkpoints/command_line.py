@@ -1,0 +1,125 @@
+"""`python -m d2v_speech.checkpoints inspect | convert`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import torch
+
+from d2v_speech.checkpoints.dispatch import (
+    load_checkpoint,
+)
+from d2v_speech.checkpoints.huggingface import (
+    export_huggingface,
+)
+from d2v_speech.checkpoints.loaded import (
+    _NATIVE_SUFFIXES,
+    FORMAT_NAMES,
+    CheckpointError,
+    LoadedCheckpoint,
+    infer_decoder_config,
+)
+from d2v_speech.checkpoints.native import (
+    save_native,
+)
+from d2v_speech.nn.config import EncoderConfig
+
+
+def describe(checkpoint: LoadedCheckpoint) -> str:
+    """Human-readable summary used by `inspect`."""
+    num_params = sum(value.numel() for value in checkpoint.encoder_state.values())
+    name = FORMAT_NAMES.get(checkpoint.source_format)
+    lines = [
+        f"format: {checkpoint.source_format}" + (f" = {name}" if name else ""),
+        f"encoder: {len(checkpoint.encoder_state)} tensors, {num_params / 1e6:.2f} M values",
+        f"alibi: {'on' if checkpoint.config.alibi else 'off'}",
+        f"teacher: {'yes' if checkpoint.teacher_state is not None else 'no'}",
+        _describe_decoder(checkpoint),
+        "heads: "
+        + (
+            ", ".join(
+                f"{name} {sorted((k, _summary(v)) for k, v in head.items())}"
+                for name, head in sorted(checkpoint.heads.items())
+            )
+            or "none"
+        ),
+        "ctc_head: "
+        + (
+            "none"
+            if checkpoint.ctc_head is None
+            else f"vocab {checkpoint.ctc_head['weight'].shape[0]} (blank = 0)"
+        ),
+        f"normalize: {checkpoint.normalize}",
+        f"num_updates: {checkpoint.num_updates}",
+        "config: " + json.dumps(checkpoint.config.to_dict()),
+    ]
+    return "\n".join(lines)
+
+
+def _describe_decoder(checkpoint: LoadedCheckpoint) -> str:
+    state = checkpoint.heads.get("decoder")
+    config = checkpoint.decoder_config
+    if config is None and state is not None:
+        config = infer_decoder_config(state, checkpoint.config.embed_dim)
+    if config is None:
+        return "decoder: none"
+    sizes = ", ".join(f"{key} {value}" for key, value in config.items())
+    return f"decoder: {'present' if state is not None else 'config only, no weights'} ({sizes})"
+
+
+def _summary(value: Any) -> Any:
+    """Shape of a tensor; other entries (a quantizer's extra state) as they are."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else value
+
+
+def _add_source_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "src",
+        help="HF directory, fairseq .pt, native .pt, state dict, or a pretraining recipe's "
+        "CKPT+* folder / objective.ckpt / output folder",
+    )
+
+
+def _add_common_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", help="EncoderConfig YAML, needed for raw state dicts")
+    command.add_argument("--allow-pickle", action="store_true", help="fully unpickle trusted files")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m d2v_speech.checkpoints`; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m d2v_speech.checkpoints", description="Inspect or convert checkpoints."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect_cmd = commands.add_parser("inspect", help="print what a checkpoint holds")
+    _add_source_arguments(inspect_cmd)
+    _add_common_options(inspect_cmd)
+    convert_cmd = commands.add_parser("convert", help="convert to an HF directory or native file")
+    _add_source_arguments(convert_cmd)
+    convert_cmd.add_argument("dst", help="directory (HF) or .pt/.pth/.ckpt file (native)")
+    convert_cmd.add_argument("--to", choices=["hf", "native"], help="override the DST format")
+    _add_common_options(convert_cmd)
+    args = parser.parse_args(argv)
+    target = None
+    try:
+        config = EncoderConfig.from_yaml(args.config) if args.config else None
+        checkpoint = load_checkpoint(args.src, config=config, allow_pickle=args.allow_pickle)
+        if args.command == "inspect":
+            print(describe(checkpoint))
+            return 0
+        target = args.to or ("native" if args.dst.endswith(_NATIVE_SUFFIXES) else "hf")
+        if target == "native":
+            save_native(checkpoint, args.dst)
+        else:
+            export_huggingface(checkpoint, args.dst)
+    except (CheckpointError, ValueError, OSError) as error:
+        hint = ""
+        if args.command == "convert" and target == "hf" and isinstance(error, CheckpointError):
+            hint = " (a native file keeps everything: --to native, or a DST ending in .pt)"
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dst} ({target})")
+    return 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from d2v_speech.data import minicorpus
+from d2v_speech.data import minicorpus, minicorpus_plan
 from d2v_speech.data.minicorpus import (
     FINETUNING_DIR,
     LIBRISPEECH_SPLITS,
@@ -259,9 +259,9 @@ def test_concurrent_generators_into_one_folder_take_turns(tiny_corpus, tmp_path)
 
 def test_a_larger_pool_with_other_acoustics_leaves_every_other_set_as_it_was():
     sentences = minicorpus.load_sentences(Path(minicorpus.FORTUNE_DIR))
-    plain = minicorpus.plan_corpus(sentences, 0.5, 3)
-    big = minicorpus.plan_corpus(sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5)
-    pool = minicorpus.POOL_FOLDERS
+    plain = minicorpus_plan.plan_corpus(sentences, 0.5, 3)
+    big = minicorpus_plan.plan_corpus(sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5)
+    pool = minicorpus_plan.POOL_FOLDERS
 
     def held(plan):
         return [
@@ -272,7 +272,8 @@ def test_a_larger_pool_with_other_acoustics_leaves_every_other_set_as_it_was():
     clean = [u for u in big if u.folder == "train-clean-100"]
     other = [u for u in big if u.folder == minicorpus.OTHER_POOL]
     words = [
-        sum(len(u.text.split()) for u in us) * minicorpus.SECONDS_PER_WORD for us in (clean, other)
+        sum(len(u.text.split()) for u in us) * minicorpus_plan.SECONDS_PER_WORD
+        for us in (clean, other)
     ]
     assert all(0.9 * 3600 <= w <= 1.1 * 3600 for w in words)  # 1 h each, as planned
     assert not any(u.degraded for u in clean) and all(u.degraded for u in other)
@@ -285,9 +286,9 @@ def test_pool_only_voices_speak_in_the_pool_alone_and_never_as_a_held_out_voice(
     from d2v_speech.data import voices
 
     sentences = minicorpus.load_sentences(Path(minicorpus.FORTUNE_DIR))
-    pool = minicorpus.POOL_FOLDERS
-    base = minicorpus.plan_corpus(sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5)
-    plan = minicorpus.plan_corpus(
+    pool = minicorpus_plan.POOL_FOLDERS
+    base = minicorpus_plan.plan_corpus(sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5)
+    plan = minicorpus_plan.plan_corpus(
         sentences, 0.5, 3, pool_hours=2.0, other_pool_fraction=0.5, pool_voices=40
     )
 

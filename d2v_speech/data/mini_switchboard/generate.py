@@ -25,7 +25,7 @@ from d2v_speech.data.mini_switchboard.planning import (
     plan_corpus,
 )
 from d2v_speech.data.mini_switchboard.render import render_all
-from d2v_speech.data.minicorpus import (
+from d2v_speech.data.staging import (
     exclusive,
     is_stamped,
     json_text,

@@ -13,7 +13,7 @@ from d2v_speech.data.mini_switchboard.conversations import Conversation, lay_out
 from d2v_speech.data.mini_switchboard.corpus_layout import PARTS_DIR, SAMPLE_RATE, SIDES
 from d2v_speech.data.mini_switchboard.planning import ConversationSpec, speaker_sex
 from d2v_speech.atomic_files import write_text_atomic
-from d2v_speech.data.minicorpus import json_text, read_json
+from d2v_speech.data.staging import json_text, read_json
 from d2v_speech.data.sphere import write_sphere
 
 

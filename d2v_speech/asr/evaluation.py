@@ -19,6 +19,7 @@ from d2v_speech.asr.ctc_model import CTCModel, CTCOutput, ctc_loss_per_utterance
 from d2v_speech.asr.data import CTCCollate
 from d2v_speech.asr.scoring import ErrorRates, score, write_hypotheses, write_results
 from d2v_speech.data.pipelines import SAMPLE_RATE
+from d2v_speech.heap import HeapReleaser
 
 logger = get_logger(__name__)
 
@@ -64,6 +65,7 @@ def _model_outputs(
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=CTCCollate())
     was_training = model.training
     model.eval()
+    heap = HeapReleaser()
     try:
         for batch in tqdm(loader, desc=description, disable=not progress, dynamic_ncols=True):
             for message in batch["unreadable"]:
@@ -71,6 +73,7 @@ def _model_outputs(
             unreadable += batch["unreadable"]
             if not batch["id"]:
                 continue
+            heap.tick()  # test sets of many lengths fragment the heap as training does
             started = time.perf_counter()
             result = model(batch["sig"].to(device), batch["lengths"].to(device))
             yield batch, result, time.perf_counter() - started

@@ -159,6 +159,7 @@ class PretrainBrain(RecipeBrain):
 
     # ------------------------------------------------------------ optimisation
     def fit_batch(self, batch):
+        self.heap_releaser.tick()
         if self.skip_unreadable(batch):
             return torch.tensor(0.0)
         should_step = (self.step % self.grad_accumulation_factor) == 0

@@ -167,9 +167,8 @@ def small_pre_ln_config(**overrides) -> EncoderConfig:
     return EncoderConfig(**values)
 
 
-@pytest.fixture(scope="session")
-def overfit_run(short_set, tmp_path_factory):
-    """From scratch, 40 full-batch updates on the 32 short utterances: (output folder, model)."""
+def overfit(short_set: Path, out: Path, config: EncoderConfig, updates: int = 40):
+    """From scratch, full-batch updates on the 32 short utterances: (output folder, model)."""
     from d2v_speech.asr.ctc_model import CTCModel
     from d2v_speech.asr.data import CTCCollate, load_asr_dataset
     from d2v_speech.nn import Data2VecAudioModel
@@ -179,17 +178,16 @@ def overfit_run(short_set, tmp_path_factory):
     torch.manual_seed(0)
     vocabulary = LetterVocabulary()
     model = CTCModel(
-        Data2VecAudioModel(small_pre_ln_config()),
+        Data2VecAudioModel(config),
         len(vocabulary),
         vocabulary=vocabulary,
         mask_prob=0.0,
         mask_channel_prob=0.0,
         freeze_feature_encoder=False,
     )
-    out = tmp_path_factory.mktemp("overfit")
     train = load_asr_dataset([short_set], {}, vocabulary, True, model.config.receptive_field)
     dev = train.filtered_sorted(select_n=8)
-    brain = make_brain(out, model, 2e-3, 40, dev_loss_set=dev, dev_loss_interval=20)
+    brain = make_brain(out, model, 2e-3, updates, dev_loss_set=dev, dev_loss_interval=20)
     brain.fit(
         brain.hparams.epoch_counter,
         train,
@@ -197,3 +195,9 @@ def overfit_run(short_set, tmp_path_factory):
     )
     torch.set_num_threads(threads)
     return out, model.eval()
+
+
+@pytest.fixture(scope="session")
+def overfit_run(short_set, tmp_path_factory):
+    """A pre-LN model after 40 full-batch updates on the 32 short utterances."""
+    return overfit(short_set, tmp_path_factory.mktemp("overfit"), small_pre_ln_config())

@@ -5,13 +5,16 @@ chunks are scattered, the top of the heap stays in use and glibc's own trimming 
 a tiny 1-thread fine-tuning run held 3.7 GB of RSS at update 450 of which 2.2 GB were free
 chunks (``malloc_trim(0)`` on the live process brought it to 1.5 GB), and its DataLoader
 worker, forked from that heap, held 2.8 GB of private pages of its own as it reused those
-chunks. Three such runs at once were OOM-killed on 24 GB. Two remedies, both used:
+chunks: 7.2 GB for one run, and three such runs at once were OOM-killed on 24 GB. Two remedies:
 
-- a fixed mmap threshold (4 MiB): glibc otherwise raises its threshold to the size of each large
-  block freed (up to 32 MiB), so the activations of the next, differently shaped batch come from
-  the heap and scatter it; above a fixed threshold they are mapped and unmapped whole;
-- ``malloc_trim(0)`` every 20 batches and before the loader forks its workers: hands every whole
-  free page of the heap back.
+- always: ``malloc_trim(0)`` every 20 batches and before a loader forks its workers hands every
+  whole free page back, so the workers start small (:class:`HeapReleaser`);
+- on request (the YAML's ``heap_mmap_threshold_mib``): a fixed mmap threshold. glibc otherwise
+  raises its threshold to the size of each large block freed (up to 32 MiB), so the activations
+  of the next, differently shaped batch come from the heap and scatter it; above a fixed
+  threshold they are mapped and unmapped whole. That bounds the RSS (a tiny fine-tuning run
+  stayed under 2.7 GB at 4 MiB) but costs the page faults of every large block: 13-35 % more CPU
+  time per update here.
 
 Measured in ``benchmarks/results/finetune_rss.md``. A ``MALLOC_MMAP_THRESHOLD_`` set by the user
 wins over the threshold here.
@@ -24,8 +27,6 @@ import ctypes.util
 import functools
 import os
 
-#: allocations of at least this many bytes are mapped (and unmapped when freed)
-MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
 
 
@@ -42,9 +43,9 @@ def _malloc_trim():
     return trim
 
 
-@functools.cache
-def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Pin glibc's mmap threshold (which also stops it from moving); True when it was set.
+def fix_mmap_threshold(threshold: int) -> bool:
+    """Map allocations of at least ``threshold`` bytes (glibc's threshold then stops moving);
+    True when it was set.
 
     Does nothing where the C library is not glibc or the user set ``MALLOC_MMAP_THRESHOLD_``.
     """
@@ -62,18 +63,22 @@ def release_free_heap() -> bool:
 
 class HeapReleaser:
     """Calls :func:`release_free_heap` at every ``interval``-th :meth:`tick` (one per batch);
-    pins the mmap threshold (:func:`fix_mmap_threshold`) when it is made.
+    with ``mmap_threshold_mib`` > 0 it first pins glibc's mmap threshold there.
 
-    A release costs a walk over the heap's free chunks (about a millisecond at these sizes),
-    small beside a tiny model's step of a few hundred milliseconds.
+    A release costs a walk over the heap's free chunks (about a millisecond at these sizes)
+    and the page faults of reusing what it gave back, small beside a tiny model's step of a few
+    hundred milliseconds when it comes once in 20 batches.
     """
 
-    def __init__(self, interval: int = 20):
+    def __init__(self, interval: int = 20, mmap_threshold_mib: float = 0):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
+        if mmap_threshold_mib < 0:
+            raise ValueError(f"mmap_threshold_mib must be >= 0, got {mmap_threshold_mib}")
         self.interval = interval
         self.ticks = 0
-        fix_mmap_threshold()
+        if mmap_threshold_mib > 0:
+            fix_mmap_threshold(int(mmap_threshold_mib * 1024 * 1024))
 
     def tick(self) -> None:
         self.ticks += 1

@@ -21,7 +21,7 @@ def resident_mib():
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-heap.fix_mmap_threshold()  # as the recipes run: blocks under 4 MiB come from the heap
+heap.fix_mmap_threshold(4 << 20)  # blocks under 4 MiB come from the heap
 heap.release_free_heap()
 before = resident_mib()
 blocks = []
@@ -57,6 +57,8 @@ def test_releaser_releases_at_every_interval_th_tick(monkeypatch):
     assert len(calls) == 3
     with pytest.raises(ValueError, match="interval"):
         heap.HeapReleaser(interval=0)
+    with pytest.raises(ValueError, match="mmap_threshold_mib"):
+        heap.HeapReleaser(mmap_threshold_mib=-1)
 
 
 RETAINED_PROBE = """
@@ -70,7 +72,7 @@ def resident_mib():
             return int(line.split()[1]) / 1024
 
 if sys.argv[1] == "fixed":
-    assert heap.fix_mmap_threshold()
+    heap.HeapReleaser(mmap_threshold_mib=4)  # as a recipe with heap_mmap_threshold_mib: 4
 kept = []
 for size in range(3):
     block = torch.ones(4 * 1024 * 1024 + size)  # 16 MiB, each a little different

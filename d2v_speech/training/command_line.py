@@ -72,6 +72,7 @@ VALUE_CHECKS: dict[str, tuple] = {
     "diversity_weight": _NONNEGATIVE,
     "feature_penalty_weight": _NONNEGATIVE,
     "max_unreadable_files": _NONNEGATIVE_INT,
+    "heap_mmap_threshold_mib": _NONNEGATIVE,
     "precision": (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
 }
 

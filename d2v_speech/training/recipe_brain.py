@@ -46,8 +46,9 @@ class RecipeBrain(sb.Brain):
     unreadable files (the collate functions' `unreadable` list) are logged by name with a
     running count; the run stops with a clear message only when the count passes the YAML's
     `max_unreadable_files` (default 100). Free heap pages go back to the OS every 20 batches
-    and before each stage's loader forks its workers (`d2v_speech.heap`: without it a tiny
-    fine-tuning run's RSS grows past 3 GB, most of it freed memory)."""
+    and before each stage's loader forks its workers, and the YAML's `heap_mmap_threshold_mib`
+    (default 0: glibc's own) can pin glibc's mmap threshold (`d2v_speech.heap`: a tiny
+    fine-tuning run's RSS grew to 7 GB with its workers, most of it freed memory)."""
 
     def __init__(
         self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None
@@ -58,7 +59,10 @@ class RecipeBrain(sb.Brain):
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
         self.unreadable_files = 0
-        self.heap_releaser = HeapReleaser()
+        # 0: glibc's own mmap threshold; > 0 bounds the RSS at a CPU cost (d2v_speech.heap)
+        self.heap_releaser = HeapReleaser(
+            mmap_threshold_mib=getattr(self.hparams, "heap_mmap_threshold_mib", 0)
+        )
 
     def skip_unreadable(self, batch) -> bool:
         """Count and log the batch's unreadable files; True when no utterance is left in it."""

@@ -49,7 +49,7 @@ corpus: setup
 # 4-gram LM (lexicon beam search, LM weights tuned on dev-clean).
 # Re-running resumes an interrupted run; a finished run is left as it is.
 DEMO_ARM ?= data2vec2
-DEMO_UPDATES ?= 3000
+DEMO_UPDATES ?= 2500
 PRETRAINED := results/pretrain/$(DEMO_ARM)_tiny/1234
 FINETUNED := results/finetune/tiny_1h/1234
 FINETUNED_SWBD := results/finetune/tiny_switchboard/1234

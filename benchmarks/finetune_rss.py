@@ -157,7 +157,9 @@ def write_report(results: dict) -> None:
         f"{platform.machine()}, {os.cpu_count()} CPUs. RSS of the recipe's process, and "
         "the PSS (shared pages split between sharers) of it and its DataLoader workers together, "
         "sampled while it runs; target: under 3 GiB over 2,000 "
-        "updates (issue 19). Arms differ in the environment or arguments shown.",
+        "updates (issue 19). Arms differ in the environment or arguments shown. CPU s per update: "
+        "the main process from update 100 to the end, validation included; compare it only "
+        "between arms that ran side by side.",
         "",
         "| arm | command / environment | updates | peak PSS, main + workers (MiB) | "
         + " | ".join(f"main RSS at update {m} (MiB)" for m in MILESTONES)

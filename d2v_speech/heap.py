@@ -13,8 +13,8 @@ chunks: 7.2 GB for one run, and three such runs at once were OOM-killed on 24 GB
   raises its threshold to the size of each large block freed (up to 32 MiB), so the activations
   of the next, differently shaped batch come from the heap and scatter it; above a fixed
   threshold they are mapped and unmapped whole. That bounds the RSS (a tiny fine-tuning run
-  stayed under 2.7 GB at 4 MiB) but costs the page faults of every large block: 13-35 % more CPU
-  time per update here.
+  stayed under 2.7 GB at 4 MiB) but costs the page faults of every large block: 13-27 % more CPU
+  time per fine-tuning update here, up to 50 % per pretraining step.
 
 Measured in ``benchmarks/results/finetune_rss.md``. A ``MALLOC_MMAP_THRESHOLD_`` set by the user
 wins over the threshold here.
@@ -31,16 +31,16 @@ _M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS, Windows)."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``malloc_trim``), else None (musl, macOS, Windows)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    if not hasattr(libc, "malloc_trim"):
+        return None
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
 
 
 def fix_mmap_threshold(threshold: int) -> bool:
@@ -49,16 +49,16 @@ def fix_mmap_threshold(threshold: int) -> bool:
 
     Does nothing where the C library is not glibc or the user set ``MALLOC_MMAP_THRESHOLD_``.
     """
-    if _malloc_trim() is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    libc = _glibc()
+    if libc is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold)))
 
 
 def release_free_heap() -> bool:
     """Return the heap's free pages to the OS; True when glibc released any memory."""
-    trim = _malloc_trim()
-    return bool(trim(0)) if trim is not None else False
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 class HeapReleaser:

@@ -36,7 +36,7 @@ print(grown, before + grown - resident_mib())
 """
 
 
-@pytest.mark.skipif(heap._malloc_trim() is None, reason="the C library has no malloc_trim")
+@pytest.mark.skipif(heap._glibc() is None, reason="the C library has no malloc_trim")
 def test_release_returns_fragmented_free_memory_to_the_os():
     # every other block freed (raw malloc: nothing else lands between them): holes between live
     # blocks, the pattern that keeps glibc from trimming the heap on its own
@@ -84,7 +84,7 @@ print(resident_mib() - before)
 """
 
 
-@pytest.mark.skipif(heap._malloc_trim() is None, reason="the C library is not glibc")
+@pytest.mark.skipif(heap._glibc() is None, reason="the C library is not glibc")
 @pytest.mark.parametrize("mode, retained", [("default", True), ("fixed", False)])
 def test_a_fixed_mmap_threshold_returns_large_blocks_when_they_are_freed(mode, retained):
     # by default glibc raises its mmap threshold to each freed block's size, so the next 16 MiB

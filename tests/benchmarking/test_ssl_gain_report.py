@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +116,64 @@ def test_grid_order_budgets_and_report(tmp_path):
     markdown = (tmp_path / "out" / "ssl_gain.md").read_text()
     assert "| aqc2 | 2000, 2650 | 34.50 ± 0.50 (3) |" in markdown
     assert (tmp_path / "out" / "ssl_gain_dev_cer.png").stat().st_size > 1000
+
+
+def test_scratch_variants_are_all_beaten_or_not(tmp_path):
+    """A second scratch arm (its own fine-tuning options, no probe): gains are taken over the
+    better scratch arm, and 'clearly beats scratch' must hold against both."""
+    ssl_gain = load_script()
+    config_file = tmp_path / "arms.yaml"
+    config = yaml.safe_load((ROOT / "benchmarks" / "ssl_gain.yaml").read_text())
+    config["arms"] = {
+        "scratch": None,
+        "scratch_unfrozen": {"finetune_overrides": ["--freeze_transformer_updates=0"],
+                             "probe": False},
+        "aqc2": config["arms"]["aqc2"],
+    }  # fmt: skip
+    config_file.write_text(yaml.safe_dump(config))
+    args = ssl_gain.parse_args(
+        ["--config", str(config_file), "--splits", "1h", "--seeds", "3", "--work_dir",
+         str(tmp_path / "work"), "--results", str(tmp_path / "out"), "--no_lm"]
+    )  # fmt: skip
+    config = ssl_gain.load_config(Path(args.config), args)
+    jobs = {job.name: job for job in ssl_gain.Grid(config, args).build()}
+    assert "probe/scratch_unfrozen/1" not in jobs and "probe/scratch/1" in jobs
+    command = jobs["finetune/scratch_unfrozen/1h/2"].commands()[0]
+    assert "--pretrained=none" in command and "--freeze_transformer_updates=0" in command
+    assert "--freeze_transformer_updates=0" not in jobs["finetune/scratch/1h/2"].commands()[0]
+
+    cers = {"scratch": [60.0, 70.0, 80.0], "scratch_unfrozen": [36.0, 36.5, 37.0],
+            "aqc2": [30.0, 30.5, 31.0]}  # fmt: skip
+    for name, job in jobs.items():
+        job.done_file.parent.mkdir(parents=True, exist_ok=True)
+        kind, tag = name.split("/")[:2]
+        arm = tag.rsplit("_", 1)[0] if tag.startswith("aqc2_") else tag
+        record = {"arm": arm, "cpu_seconds": 10.0}
+        if kind == "pretrain":
+            record.update(budget=2638, updates=2000)
+        elif kind == "finetune":
+            seed = int(name.split("/")[-1])
+            record.update(budget=None if arm != "aqc2" else 2638, split="1h", seed=seed,
+                          metrics=fake_metrics(cers[arm][seed - 1]))  # fmt: skip
+        elif kind == "probe":
+            probe = {"ctc": {"dev-clean": {"cer": 80.0}, "dev-other": {"cer": 85.0}},
+                     "speaker": {"accuracy": 50.0}}  # fmt: skip
+            record.update(budget=None, seed=1, probe=probe)
+        job.done_file.write_text(json.dumps(record))
+    ssl_gain.write_report(list(jobs.values()), config, args)
+    gains = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())["comparisons"]["1h/2638"]
+    # over the better scratch arm (unfrozen, mean 36.5), not the plateaued one (mean 70)
+    expected = (36.5 - 30.5) / 36.5 * 100
+    assert math.isclose(gains["over_scratch"]["aqc2"]["test-clean/cer"], expected)
+    assert set(gains["over_scratch"]) == {"aqc2"}
+    assert gains["clearly_beats_scratch"] == {"aqc2": True}
+    cers["aqc2"] = [35.0, 36.0, 37.0]  # within 2 std of scratch_unfrozen: no longer clearly
+    for seed in (1, 2, 3):
+        job = jobs[f"finetune/aqc2_2638/1h/{seed}"]
+        record = json.loads(job.done_file.read_text())
+        record["metrics"] = fake_metrics(cers["aqc2"][seed - 1])
+        job.done_file.write_text(json.dumps(record))
+        job.record = None  # the job caches what it read
+    ssl_gain.write_report(list(jobs.values()), config, args)
+    gains = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())["comparisons"]["1h/2638"]
+    assert gains["clearly_beats_scratch"] == {"aqc2": False}

@@ -27,6 +27,8 @@ import speechbrain as sb
 import yaml
 from speechbrain.utils.run_opts import RunOptions
 
+from d2v_speech.training.recipe_yaml import expanded_recipe_file
+
 __all__ = ["check_hparams", "parse_recipe_arguments", "top_level_keys"]
 
 RUN_OPTIONS = frozenset(
@@ -102,6 +104,9 @@ def top_level_keys(yaml_path: str | Path) -> set[str]:
 def parse_recipe_arguments(argv: list[str]) -> tuple[str, object, str]:
     """(hparams file, SpeechBrain RunOptions, YAML overrides) of a recipe's command line.
 
+    The hparams file is the given one, or the expansion of a YAML that derives from another
+    (``base_yaml``, :mod:`d2v_speech.training.recipe_yaml`).
+
     The overrides also hold every run option given on the command line that the YAML defines at
     its top level (``optimizer_step_limit: 6127`` for ``--optimizer_step_limit=6127``).
 
@@ -114,9 +119,11 @@ def parse_recipe_arguments(argv: list[str]) -> tuple[str, object, str]:
     >>> overrides
     'optimizer_step_limit: 600'
     """
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    given_file, run_opts, overrides = sb.parse_arguments(argv)
+    # a YAML derived from another (base_yaml) is handed on expanded, a complete recipe YAML
+    hparams_file = expanded_recipe_file(given_file)
     keys = top_level_keys(hparams_file)
-    _check_names(hparams_file, keys, overrides)
+    _check_names(given_file, keys, overrides)
     mirrored = [
         f"{name}: {run_opts[name]}"
         for name in sorted(run_opts.overridden_args)

@@ -23,6 +23,7 @@ from speechbrain.utils.logger import get_logger
 from d2v_speech.asr.data import CTCCollate, FixedUpdatesBatchSampler, fixed_subset, load_asr_dataset
 from d2v_speech.asr.vocabulary import LetterVocabulary, SentencePieceVocabulary
 from d2v_speech.data.batching import duration_batch_sampler
+from d2v_speech.training.recipe_yaml import expand_recipe_yaml
 
 logger = get_logger(__name__)
 
@@ -55,9 +56,9 @@ _TagIgnoringLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def read_yaml_values(path: str | Path) -> dict[str, Any]:
-    """Top-level plain values of a hyperpyyaml file, without building or importing anything."""
-    with open(path, encoding="utf-8") as handle:
-        values = yaml.load(handle, Loader=_TagIgnoringLoader)
+    """Top-level plain values of a hyperpyyaml file (its base_yaml chain expanded), without
+    building or importing anything."""
+    values = yaml.load(expand_recipe_yaml(path), Loader=_TagIgnoringLoader)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: not a mapping of hyperparameters")
     return values

@@ -14,6 +14,7 @@ from conftest import micro_config
 from hyperpyyaml import load_hyperpyyaml
 
 from d2v_speech.training.finetune_setup import apply_split_settings
+from d2v_speech.training.recipe_yaml import expand_recipe_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,8 +106,7 @@ def test_yaml_loads_for_every_split_with_the_fork_schedule(hparams_file, split, 
         REPO / hparams_file,
         {"train_split": split, "pretrained": "none", "output_folder": str(tmp_path)},
     )
-    with open(REPO / hparams_file, encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle, overrides)
+    hparams = load_hyperpyyaml(expand_recipe_yaml(REPO / hparams_file), overrides)
     assert hparams["optimizer_step_limit"] == hparams["max_update"]
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule, total, lr = hparams["lr_scheduler"], hparams["max_update"], hparams["lr"]

@@ -5,6 +5,7 @@ from pathlib import Path
 from hyperpyyaml import load_hyperpyyaml
 
 from d2v_speech.training.command_line import parse_recipe_arguments, top_level_keys
+from d2v_speech.training.recipe_yaml import expand_recipe_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,8 @@ def test_a_misspelt_run_option_in_the_yaml_is_an_error(tmp_path):
 
     from d2v_speech.training.command_line import ConfigurationError
 
-    text = (ROOT / "hparams/tiny/aqc2.yaml").read_text().replace("\nprecision:", "\nprecison:")
+    text = expand_recipe_yaml(ROOT / "hparams/tiny/aqc2.yaml")
+    text = text.replace("\nprecision:", "\nprecison:")
     path = tmp_path / "typo.yaml"
     path.write_text(text)
     with pytest.raises(ConfigurationError, match="'precison' is read by nothing; did you mean"):

@@ -12,7 +12,7 @@ LAYERS = (
     ("atomic_files", "heap", "openmp"),  # helpers with no project imports
     ("data", "nn"),  # waveforms, corpora and batches; network modules
     ("augment", "ssl", "checkpoints"),  # augmentation, objectives, weight formats
-    ("asr", "probe", "lm"),  # CTC models, decoding, scoring, probes, n-gram LMs
+    ("asr", "probe", "lm", "integrations"),  # CTC, decoding, probes, n-gram LMs; other toolkits
     ("benchmarking", "training"),  # Brains and recipe glue
 )
 

@@ -11,6 +11,7 @@ Sources understood by `load_checkpoint`:
 - a fairseq data2vec 2.0 audio `.pt` (`data2vec_multi`), pretrained or CTC fine-tuned: ALiBi
   encoder, conv decoder and EMA teacher (`fairseq_data2vec2`);
 - a native file written by `save_native` (keeps teacher, pretraining heads and CTC head);
+- an s3prl "converted" data2vec upstream (`task_cfg`, `model_cfg`, `model_weight`);
 - a checkpoint of our pretraining recipe: a `CKPT+<stamp>` folder, its `objective.ckpt`
   (`Data2VecObjective` / `AQCObjective` state dict), or an output / save folder (the newest
   complete checkpoint is used); the architecture comes from the experiment's `hyperparams.yaml`.
@@ -24,9 +25,12 @@ Command line::
     python -m d2v_speech.checkpoints inspect SRC
     python -m d2v_speech.checkpoints convert SRC DST      # DST dir -> HF, DST *.pt -> native
     python -m d2v_speech.checkpoints convert results/pretrain/aqc_tiny/1234 DST.pt --to native
+    python -m d2v_speech.checkpoints convert RUN DST.pt --to fairseq   # data2vec(-aqc) layout
+    python -m d2v_speech.checkpoints convert RUN DST.pt --to s3prl     # SUPERB upstream
 
 One module per job: `loaded` (the in-memory form and its checks), a reader per format
-(`huggingface`, `fairseq`, `fairseq_data2vec2`, `native`, `recipe`), `torch_files` (safe
+(`huggingface`, `fairseq`, `fairseq_data2vec2`, `native`, `recipe`), the writers
+`fairseq_export` and `s3prl_export` (which also reads s3prl's files), `torch_files` (safe
 `torch.load`), `dispatch` (`load_checkpoint`) and `command_line`.
 """
 
@@ -45,6 +49,7 @@ from d2v_speech.checkpoints.fairseq import (
     rename_fairseq_key,
 )
 from d2v_speech.checkpoints.fairseq_data2vec2 import without_alibi
+from d2v_speech.checkpoints.fairseq_export import FormatError, export_fairseq
 from d2v_speech.checkpoints.huggingface import (
     encoder_config_to_hf,
     export_huggingface,
@@ -87,6 +92,7 @@ from d2v_speech.checkpoints.recipe import (
     load_recipe_checkpoint,
     read_recipe_hparams,
 )
+from d2v_speech.checkpoints.s3prl_export import export_s3prl, load_s3prl
 
 __all__ = [
     "CKPT_FOLDER_PREFIX",
@@ -101,6 +107,7 @@ __all__ = [
     "FORMAT_NATIVE",
     "FORMAT_RECIPE",
     "FORMAT_STATE_DICT",
+    "FormatError",
     "HEAD_NAMES",
     "HF_PREFIX",
     "LoadedCheckpoint",
@@ -115,7 +122,9 @@ __all__ = [
     "describe",
     "encoder_config_to_hf",
     "expected_encoder_shapes",
+    "export_fairseq",
     "export_huggingface",
+    "export_s3prl",
     "fairseq_cfg_to_encoder_config",
     "find_recipe_checkpoint",
     "hf_config_to_encoder_config",
@@ -126,6 +135,7 @@ __all__ = [
     "load_huggingface",
     "load_objective_state",
     "load_recipe_checkpoint",
+    "load_s3prl",
     "main",
     "parse_conv_feature_layers",
     "read_recipe_hparams",

@@ -1,4 +1,4 @@
-"""`python -m d2v_speech.checkpoints inspect | convert`."""
+"""`python -m d2v_speech.checkpoints inspect | convert` (to hf, native, fairseq or s3prl)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import torch
 from d2v_speech.checkpoints.dispatch import (
     load_checkpoint,
 )
+from d2v_speech.checkpoints.fairseq_export import (
+    export_fairseq,
+)
 from d2v_speech.checkpoints.huggingface import (
     export_huggingface,
 )
@@ -24,6 +27,9 @@ from d2v_speech.checkpoints.loaded import (
 )
 from d2v_speech.checkpoints.native import (
     save_native,
+)
+from d2v_speech.checkpoints.s3prl_export import (
+    export_s3prl,
 )
 from d2v_speech.nn.config import EncoderConfig
 
@@ -88,8 +94,11 @@ def _add_common_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--allow-pickle", action="store_true", help="fully unpickle trusted files")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m d2v_speech.checkpoints`; returns the exit status."""
+#: DST formats of `convert`; a DST ending in .pt/.pth/.ckpt defaults to native, others to hf
+TARGETS = ("hf", "native", "fairseq", "s3prl")
+
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m d2v_speech.checkpoints", description="Inspect or convert checkpoints."
     )
@@ -97,12 +106,49 @@ def main(argv: list[str] | None = None) -> int:
     inspect_cmd = commands.add_parser("inspect", help="print what a checkpoint holds")
     _add_source_arguments(inspect_cmd)
     _add_common_options(inspect_cmd)
-    convert_cmd = commands.add_parser("convert", help="convert to an HF directory or native file")
+    convert_cmd = commands.add_parser(
+        "convert", help="convert to an HF directory, or a native, fairseq or s3prl file"
+    )
     _add_source_arguments(convert_cmd)
-    convert_cmd.add_argument("dst", help="directory (HF) or .pt/.pth/.ckpt file (native)")
-    convert_cmd.add_argument("--to", choices=["hf", "native"], help="override the DST format")
+    convert_cmd.add_argument(
+        "dst", help="directory (hf) or file (native, fairseq, s3prl: .pt); see --to"
+    )
+    convert_cmd.add_argument(
+        "--to",
+        choices=TARGETS,
+        help="DST format (default: native for a DST ending in .pt/.pth/.ckpt, else hf); "
+        "fairseq = a data2vec(-aqc) .pt with teacher and heads, s3prl = an s3prl "
+        "data2vec_custom upstream checkpoint (SUPERB)",
+    )
     _add_common_options(convert_cmd)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _write(checkpoint: LoadedCheckpoint, target: str, src: str, dst: str) -> None:
+    """Export `checkpoint` (read from `src`) as `target` to `dst`."""
+    if target == "native":
+        save_native(checkpoint, dst)
+    elif target == "fairseq":
+        export_fairseq(checkpoint, dst, source=src)
+    elif target == "s3prl":
+        export_s3prl(checkpoint, dst, source=src)
+    else:
+        export_huggingface(checkpoint, dst)
+
+
+def _error_line(error: Exception, src: str, target: str | None) -> str:
+    """One line naming the source file and the problem (plus a hint for an hf export)."""
+    message = " ".join(str(error).split())
+    if src not in message:
+        message = f"{src}: {message}"
+    if target == "hf" and isinstance(error, CheckpointError):
+        message += " (a native file keeps everything: --to native, or a DST ending in .pt)"
+    return f"error: {message}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m d2v_speech.checkpoints`; returns the exit status."""
+    args = _build_parser().parse_args(argv)
     target = None
     try:
         config = EncoderConfig.from_yaml(args.config) if args.config else None
@@ -111,15 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             print(describe(checkpoint))
             return 0
         target = args.to or ("native" if args.dst.endswith(_NATIVE_SUFFIXES) else "hf")
-        if target == "native":
-            save_native(checkpoint, args.dst)
-        else:
-            export_huggingface(checkpoint, args.dst)
+        _write(checkpoint, target, args.src, args.dst)
     except (CheckpointError, ValueError, OSError) as error:
-        hint = ""
-        if args.command == "convert" and target == "hf" and isinstance(error, CheckpointError):
-            hint = " (a native file keeps everything: --to native, or a DST ending in .pt)"
-        print(f"error: {error}{hint}", file=sys.stderr)
+        print(_error_line(error, args.src, target), file=sys.stderr)
         return 1
     print(f"wrote {args.dst} ({target})")
     return 0

@@ -32,6 +32,7 @@ from d2v_speech.checkpoints.recipe import (
     load_objective_state,
     load_recipe_checkpoint,
 )
+from d2v_speech.checkpoints.s3prl_export import is_s3prl_checkpoint, load_s3prl
 from d2v_speech.checkpoints.torch_files import (
     _torch_load,
 )
@@ -111,6 +112,8 @@ def load_checkpoint(
         return _load_native(content, pos_conv_mask_padding)
     if "model" in content and ("cfg" in content or "args" in content):
         return load_fairseq(content, config, pos_conv_mask_padding)
+    if is_s3prl_checkpoint(content):
+        return load_s3prl(content, config, pos_conv_mask_padding)
     if _is_objective_state(content):
         if path is not None:
             return load_recipe_checkpoint(path, config, pos_conv_mask_padding, state=content)

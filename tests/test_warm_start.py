@@ -16,8 +16,8 @@ from d2v_speech.ssl.data2vec import Data2VecObjective
 from d2v_speech.training.warm_start import (
     quantizer_update_offset,
     should_warm_start,
-    warm_start_from_hparams,
     warm_start_objective,
+    warm_start_unless_resuming,
 )
 
 CONV = [(24, 8, 4), (24, 4, 2), (20, 2, 2)]
@@ -327,18 +327,17 @@ def test_should_warm_start_only_without_a_complete_checkpoint(tmp_path):
         should_warm_start(None)
 
 
-def test_warm_start_from_hparams_runs_once(fairseq_aqc, tmp_path):
+def test_warm_start_unless_resuming_runs_once(fairseq_aqc, tmp_path):
     path, student, _ = fairseq_aqc
     objective = aqc_objective()
     checkpointer = Checkpointer(tmp_path / "save", recoverables={"objective": objective})
-    hparams = {"objective": objective, "checkpointer": checkpointer, "init_from": None}
-    assert warm_start_from_hparams(hparams) is None
-    hparams.update(init_from=str(path), init_reset=["quantizer_temperature"])
-    report = warm_start_from_hparams(hparams)
+    assert warm_start_unless_resuming(objective, checkpointer, None) is None
+    reset = ["quantizer_temperature"]
+    report = warm_start_unless_resuming(objective, checkpointer, str(path), reset=reset)
     assert report["quantizer_schedule"] == "restarted" and report["ema_schedule"] == "kept"
     assert_state_equal(objective.model, student)
     checkpointer.save_checkpoint()
     with torch.no_grad():
         objective.model.masked_spec_embed.zero_()
-    assert warm_start_from_hparams(hparams) is None
+    assert warm_start_unless_resuming(objective, checkpointer, str(path), reset=reset) is None
     assert not objective.model.masked_spec_embed.any()

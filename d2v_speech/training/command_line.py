@@ -156,6 +156,9 @@ def _check_names(hparams_file: str, keys: set[str], overrides: str) -> None:
 def check_hparams(hparams: Mapping[str, Any], source: str) -> None:
     """Check the type and range of the common top-level values (:data:`VALUE_CHECKS`) of a
     loaded YAML; ``source`` (the YAML's path) is named in the error."""
-    for key, (valid, expected) in VALUE_CHECKS.items():
-        if key in hparams and hparams[key] is not None and not valid(hparams[key]):
-            raise ConfigurationError(f"{source}: {key} must be {expected}, got {hparams[key]!r}")
+    for key, value in hparams.items():
+        if key not in VALUE_CHECKS or value is None:
+            continue
+        valid, expected = VALUE_CHECKS[key]
+        if not valid(value):
+            raise ConfigurationError(f"{source}: {key} must be {expected}, got {value!r}")

@@ -1,75 +1,81 @@
-"""The body shared by the fine-tuning recipes (LibriSpeech, Switchboard): build, train, score.
+"""The body shared by the fine-tuning recipes (LibriSpeech, Switchboard): train, then score.
 
-A recipe parses its arguments, prepares its CSVs, then calls `finetune_and_score`, which builds
-the CTC model, trains it with `FineTuneBrain` (resuming from the last checkpoint), restores the
-checkpoint with the lowest dev WER and scores the test sets.
+A recipe reads its YAML, prepares its CSVs, builds the CTC model, its datasets and a
+`FineTuneBrain`, then calls `finetune_and_score`: it trains the Brain (resuming from the last
+checkpoint), restores the checkpoint with the lowest dev WER (or the YAML's
+`best_checkpoint_metric`) and scores the test sets with greedy decoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-import torch
 from speechbrain.utils.distributed import if_main_process
 
 from d2v_speech.asr.decoding import GreedyDecoder
 from d2v_speech.asr.evaluation import evaluate_sets
 from d2v_speech.training.finetune_brain import FineTuneBrain, best_checkpoint_metric
-from d2v_speech.training.finetune_setup import (
-    build_test_sets,
-    build_training_sets,
-    build_vocabulary,
-)
 
 __all__ = ["finetune_and_score"]
 
 
 def finetune_and_score(
-    hparams: dict[str, Any],
-    run_opts: Any,
-    run_info: Mapping[str, Any],
+    brain: FineTuneBrain,
+    train_set: Any,
+    valid_set: Any,
+    *,
+    train_loader_kwargs: dict[str, Any],
+    valid_loader_kwargs: dict[str, Any],
+    test_sets: Callable[[], Mapping[str, Any]],
+    output_folder: str | Path,
+    test_batch_size: int,
+    checkpoint_folder: str | Path,
     score_normalizer: Callable[[str], str] | None = None,
 ) -> dict | None:
-    """Fine-tune `hparams["ctc_model"]`, then score; returns {set: ErrorRates} on the main process.
+    """Fit `brain`, restore its best checkpoint, score; returns {set: ErrorRates} on the main
+    process, None on the others.
 
-    `run_info` (train split, subset, ...) is saved inside the model and in the result files.
-    `run_opts` must be SpeechBrain's own `RunOptions` from `parse_arguments`: as a plain dict
-    its unset options (None) would override the YAML's (e.g. `optimizer_step_limit`).
+    Arguments
+    ---------
+    brain : FineTuneBrain
+        The Brain of the CTC model to train (its `model` hparam), run for its `epoch_counter`.
+    train_set, valid_set : DynamicItemDataset
+        Training and validation sets (`build_training_sets`).
+    train_loader_kwargs, valid_loader_kwargs : mapping
+        Their DataLoader arguments, as `Brain.fit` takes them.
+    test_sets : callable () -> {name: dataset}
+        Builds the test sets (`build_test_sets`); called on the main process only, after the
+        best checkpoint is restored.
+    output_folder : str or Path
+        Where hyp_<set>.tsv, results.json and results.md go.
+    test_batch_size : int
+        Utterances per decoding batch.
+    checkpoint_folder : str or Path
+        Named as the scored checkpoint in the results (the run's save folder).
+    score_normalizer : callable (str) -> str, optional
+        Applied to references and hypotheses before scoring (e.g. Switchboard's).
     """
-    model = hparams["ctc_model"](vocabulary=build_vocabulary(hparams), info=dict(run_info))
-    hparams["model"] = model
-    hparams["checkpointer"].add_recoverable("model", model)
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    train_set, valid_set, dev_loss_set, train_kwargs, valid_kwargs = build_training_sets(
-        hparams, model, world
-    )
-    brain = FineTuneBrain(
-        modules={"encoder": model.encoder, "head": model.head},
-        opt_class=hparams["optimizer"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-        dev_loss_set=dev_loss_set,
-    )
     brain.fit(
         brain.hparams.epoch_counter,
         train_set,
         valid_set,
-        train_loader_kwargs=train_kwargs,
-        valid_loader_kwargs=valid_kwargs,
+        train_loader_kwargs=train_loader_kwargs,
+        valid_loader_kwargs=valid_loader_kwargs,
     )
     # score the checkpoint with the lowest dev WER (or CER, see best_checkpoint_metric)
-    brain.checkpointer.recover_if_possible(min_key=best_checkpoint_metric(hparams))
+    brain.checkpointer.recover_if_possible(min_key=best_checkpoint_metric(brain.hparams))
     if not if_main_process():
         return None
+    model = brain.ctc_model
     return evaluate_sets(
         model,
-        build_test_sets(hparams, model),
+        test_sets(),
         GreedyDecoder(model.vocabulary),
-        hparams["output_folder"],
+        output_folder,
         brain.device,
-        hparams["test_batch_size"],
-        info={**model.info, "decoder": "greedy", "checkpoint": str(hparams["save_folder"])},
+        test_batch_size,
+        info={**model.info, "decoder": "greedy", "checkpoint": str(checkpoint_folder)},
         score_normalizer=score_normalizer,
     )

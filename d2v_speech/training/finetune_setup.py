@@ -1,7 +1,5 @@
-"""Wiring for the fine-tuning and evaluation recipes: split settings, data, vocabulary, loaders.
-
-Kept out of the recipe scripts so that they stay a page of plain SpeechBrain and the same wiring
-serves tests.
+"""Data for the fine-tuning and evaluation recipes: split settings, CSVs, vocabulary, datasets,
+loaders. The recipes read their YAML and pass the values; these functions take only what they use.
 
 Per-split settings: the recipe YAML holds `split_settings` (one mapping per training split:
 10m, 1h, 10h, 100h) and `train_split`. `apply_split_settings` turns the chosen split's mapping
@@ -12,7 +10,7 @@ into hyperpyyaml overrides before the YAML is loaded, so `--train_split=10m` sel
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,13 @@ __all__ = [
     "build_test_sets",
     "build_training_sets",
     "build_vocabulary",
+    "csv_replacements",
+    "labelled_set",
     "prepare_finetuning_data",
     "prepare_switchboard_data",
     "read_yaml_values",
+    "train_csv_path",
+    "train_loader_kwargs",
 ]
 
 #: prepared CSV of each training split (Libri-light sets, or LibriSpeech train-clean-100)
@@ -90,35 +92,69 @@ def apply_split_settings(hparams_file: str | Path, overrides: str | Mapping | No
 
 
 # ---------------------------------------------------------------------------- data
-def prepare_finetuning_data(hparams: Mapping[str, Any]) -> None:
-    """Write the CSVs for the train split, the valid split and the test splits (main process)."""
+def prepare_finetuning_data(
+    *,
+    data_folder: str,
+    prepared_folder: str,
+    librilight_folder: str,
+    train_split: str,
+    valid_split: str,
+    test_splits: Sequence[str],
+    subset_10m: int,
+    skip_prep: bool = False,
+    embedded_corpus_hours: float | None = None,
+) -> None:
+    """Write the CSVs for the train split, the valid split and the test splits (main process).
+
+    Arguments
+    ---------
+    data_folder : str
+        LibriSpeech root; the embedded corpus is generated when it is pointed at and missing.
+    prepared_folder : str
+        Where the CSVs go (`<split>.csv`, `train_10m.csv`, ...).
+    librilight_folder : str
+        Libri-light `librispeech_finetuning` root (read for the 10m / 1h / 10h splits).
+    train_split : str
+        One of `TRAIN_SPLIT_CSVS`: 10m, 1h, 10h (Libri-light) or 100h (train-clean-100).
+    valid_split : str
+        LibriSpeech split for validation, e.g. "dev-other".
+    test_splits : sequence of str
+        LibriSpeech splits to score, e.g. ["test-clean", "test-other"].
+    subset_10m : int
+        Which of the six Libri-light 10-minute subsets (0..5) `train_10m.csv` holds.
+    skip_prep : bool
+        Trust existing CSVs and write nothing.
+    embedded_corpus_hours : float, optional
+        Size of a generated embedded corpus (see `ensure_embedded_corpus`).
+    """
     from d2v_speech.data.librispeech import prepare_librilight_finetuning, prepare_librispeech
     from d2v_speech.training.pretrain_setup import ensure_embedded_corpus
 
-    split = hparams["train_split"]
-    if split not in TRAIN_SPLIT_CSVS:
-        raise ValueError(f"train_split must be one of {sorted(TRAIN_SPLIT_CSVS)}, got {split!r}")
-    ensure_embedded_corpus(hparams["data_folder"], hparams.get("embedded_corpus_hours"))
-    splits = [hparams["valid_split"], *hparams["test_splits"]]
-    if split == "100h":
+    if train_split not in TRAIN_SPLIT_CSVS:
+        raise ValueError(
+            f"train_split must be one of {sorted(TRAIN_SPLIT_CSVS)}, got {train_split!r}"
+        )
+    ensure_embedded_corpus(data_folder, embedded_corpus_hours)
+    splits = [valid_split, *test_splits]
+    if train_split == "100h":
         splits.append("train-clean-100")
     run_on_main(
         prepare_librispeech,
         kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["prepared_folder"],
+            "data_folder": data_folder,
+            "save_folder": prepared_folder,
             "splits": list(dict.fromkeys(splits)),
-            "skip_prep": hparams["skip_prep"],
+            "skip_prep": skip_prep,
         },
     )
-    if split != "100h":
+    if train_split != "100h":
         run_on_main(
             prepare_librilight_finetuning,
             kwargs={
-                "ll_folder": hparams["librilight_folder"],
-                "save_folder": hparams["prepared_folder"],
-                "subset_10m": int(hparams["subset_10m"]),
-                "skip_prep": hparams["skip_prep"],
+                "ll_folder": librilight_folder,
+                "save_folder": prepared_folder,
+                "subset_10m": int(subset_10m),
+                "skip_prep": skip_prep,
             },
         )
 
@@ -127,124 +163,247 @@ def prepare_finetuning_data(hparams: Mapping[str, Any]) -> None:
 MINI_SWITCHBOARD = os.path.join("data", "MiniSwitchboard")
 
 
-def prepare_switchboard_data(hparams: Mapping[str, Any]) -> None:
-    """Switchboard + Hub5'00 CSVs (main process); the mini Switchboard is generated if needed."""
+def prepare_switchboard_data(
+    *,
+    data_folder: str,
+    prepared_folder: str,
+    skip_prep: bool = False,
+    mini_switchboard: Mapping[str, Any] | None = None,
+    train_hours: float | None = None,
+    dev_conversations: int | None = None,
+    split_seed: int = 0,
+    max_utt: int = 300,
+    exclude_dev_callers: bool = True,
+    min_duration: float | None = None,
+    max_duration: float | None = None,
+) -> None:
+    """Switchboard + Hub5'00 CSVs (main process); the mini Switchboard is generated if needed.
+
+    Arguments
+    ---------
+    data_folder : str
+        LDC layout (docs/switchboard.md); `MINI_SWITCHBOARD` is generated when missing.
+    prepared_folder : str
+        Where the CSVs go (train, dev, test_swbd, test_callhome, test_eval2000, glm).
+    skip_prep : bool
+        Trust existing CSVs and write nothing.
+    mini_switchboard : mapping, optional
+        Arguments of `generate_mini_switchboard` (mini corpus only).
+    train_hours, dev_conversations, split_seed, max_utt, exclude_dev_callers, min_duration,
+    max_duration
+        The split and filter settings of `d2v_speech.data.switchboard.prepare_switchboard`
+        (`split_seed` is its `seed`).
+    """
     from d2v_speech.data.switchboard import prepare_switchboard
 
-    data_folder = hparams["data_folder"]
     if os.path.normpath(data_folder) == os.path.normpath(MINI_SWITCHBOARD):
         from d2v_speech.data.mini_switchboard import generate_mini_switchboard
 
         run_on_main(
             generate_mini_switchboard,
-            kwargs={"out_dir": data_folder, **(hparams.get("mini_switchboard") or {})},
+            kwargs={"out_dir": data_folder, **(mini_switchboard or {})},
         )
     elif not os.path.isdir(data_folder):
         raise FileNotFoundError(f"data_folder {data_folder} does not exist")
     kwargs = {
         "data_folder": data_folder,
-        "save_folder": hparams["prepared_folder"],
-        "train_hours": hparams.get("train_hours"),
-        "dev_conversations": hparams.get("dev_conversations"),
-        "seed": hparams.get("split_seed", 0),
-        "max_utt": hparams.get("max_utt", 300),
-        "exclude_dev_callers": hparams.get("exclude_dev_callers", True),
-        "min_duration": hparams.get("min_duration"),
-        "max_duration": hparams.get("max_duration"),
-        "skip_prep": hparams["skip_prep"],
+        "save_folder": prepared_folder,
+        "train_hours": train_hours,
+        "dev_conversations": dev_conversations,
+        "seed": split_seed,
+        "max_utt": max_utt,
+        "exclude_dev_callers": exclude_dev_callers,
+        "min_duration": min_duration,
+        "max_duration": max_duration,
+        "skip_prep": skip_prep,
     }
     run_on_main(prepare_switchboard, kwargs=kwargs)
 
 
-def _replacements(hparams: Mapping[str, Any]) -> dict[str, str]:
-    """CSV path placeholders: $data_root and $swbd_root (the corpus), $ll_root (Libri-light)."""
+def csv_replacements(data_folder: str, librilight_folder: str | None = None) -> dict[str, str]:
+    """CSV path placeholders: $data_root and $swbd_root (the corpus at `data_folder`), $ll_root
+    (the Libri-light folder; empty when there is none)."""
     return {
-        "data_root": hparams["data_folder"],
-        "swbd_root": hparams["data_folder"],
-        "ll_root": hparams.get("librilight_folder") or "",
+        "data_root": data_folder,
+        "swbd_root": data_folder,
+        "ll_root": librilight_folder or "",
     }
 
 
-def train_csv(hparams: Mapping[str, Any]) -> str:
-    """Path of the prepared CSV of `train_split` (or `train_csv` when set)."""
-    if hparams.get("train_csv"):
-        return hparams["train_csv"]
-    return os.path.join(hparams["prepared_folder"], TRAIN_SPLIT_CSVS[hparams["train_split"]])
+def train_csv_path(prepared_folder: str, train_split: str, train_csv: str | None = None) -> str:
+    """`train_csv` when set, else the prepared CSV of `train_split` (see `TRAIN_SPLIT_CSVS`)."""
+    if train_csv:
+        return train_csv
+    return os.path.join(prepared_folder, TRAIN_SPLIT_CSVS[train_split])
 
 
-def build_vocabulary(hparams: Mapping[str, Any]) -> LetterVocabulary | SentencePieceVocabulary:
-    """`vocabulary_kind` letters (fairseq order) or sentencepiece (trained on the train CSV)."""
-    kind = hparams["vocabulary_kind"]
+def build_vocabulary(
+    kind: str, *, tokenizer_folder: str, sentencepiece_vocab_size: int, train_csv: str
+) -> LetterVocabulary | SentencePieceVocabulary:
+    """The CTC output vocabulary.
+
+    Arguments
+    ---------
+    kind : str
+        "letters" (fairseq dict.ltr order) or "sentencepiece".
+    tokenizer_folder : str
+        Where a sentencepiece model is trained (or found from an earlier run).
+    sentencepiece_vocab_size : int
+        Size of a sentencepiece vocabulary.
+    train_csv : str
+        The training CSV, whose `wrd` column a sentencepiece model is trained on.
+    """
     if kind == "letters":
         return LetterVocabulary()
     if kind == "sentencepiece":
         # SpeechBrain's SentencePiece trains on the main process only and is reused after
-        return SentencePieceVocabulary.train(
-            os.path.join(hparams["save_folder"], "tokenizer"),
-            hparams["sentencepiece_vocab_size"],
-            train_csv(hparams),
-        )
+        return SentencePieceVocabulary.train(tokenizer_folder, sentencepiece_vocab_size, train_csv)
     raise ValueError(f"vocabulary_kind must be 'letters' or 'sentencepiece', got {kind!r}")
 
 
-def _dataset(hparams, csvs, model, sort: bool, training: bool = False):
-    """Labelled set; only training sets drop utterances by duration and are augmented."""
+def labelled_set(
+    csvs: Sequence[str],
+    model: Any,
+    replacements: Mapping[str, str],
+    *,
+    sort: bool,
+    min_duration: float | None = None,
+    max_duration: float | None = None,
+    augmenter: Any = None,
+):
+    """Labelled `DynamicItemDataset` of `csvs` for `model` (a `CTCModel`: its vocabulary,
+    normalisation and receptive field), sorted by duration when `sort`.
+
+    Utterances outside [min_duration, max_duration] seconds are dropped (None: no bound);
+    `augmenter` (a `FinetuneAugmenter`) augments the waveforms. Only training sets set these.
+    """
     dataset = load_asr_dataset(
         csvs,
-        _replacements(hparams),
+        replacements,
         model.vocabulary,
         normalize=model.normalize,
         min_samples=model.config.receptive_field,
-        min_duration=hparams.get("min_duration") if training else None,
-        max_duration=hparams.get("max_duration") if training else None,
-        augmenter=hparams.get("train_augmenter") if training else None,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        augmenter=augmenter,
     )
     return dataset.filtered_sorted(sort_key="duration") if sort else dataset
 
 
-def build_training_sets(hparams: Mapping[str, Any], model: Any, world_size: int = 1):
-    """(train_set, valid_set, dev_loss_set, train_loader_kwargs, valid_loader_kwargs)."""
-    train_set = _dataset(hparams, [train_csv(hparams)], model, sort=False, training=True)
-    valid_csv = hparams.get("valid_csv") or os.path.join(
-        hparams["prepared_folder"], f"{hparams['valid_split']}.csv"
+def build_training_sets(
+    model: Any,
+    *,
+    train_csv: str,
+    valid_csv: str,
+    replacements: Mapping[str, str],
+    dev_loss_utterances: int,
+    seed: int,
+    min_duration: float | None = None,
+    max_duration: float | None = None,
+    augmenter: Any = None,
+    subset_10m: int | None = None,
+):
+    """(train_set, valid_set, dev_loss_set) for fine-tuning `model` (a `CTCModel`).
+
+    Arguments
+    ---------
+    train_csv, valid_csv : str
+        Prepared CSVs of the training and validation utterances.
+    replacements : mapping
+        CSV path placeholders (`csv_replacements`).
+    dev_loss_utterances : int
+        Size of the fixed dev subset whose loss is logged during training (drawn with `seed`).
+    seed : int
+        Seed of that draw.
+    min_duration, max_duration : float, optional
+        Training utterances outside this range (seconds) are dropped; None: no bound.
+    augmenter : FinetuneAugmenter, optional
+        Augments the training utterances.
+    subset_10m : int, optional
+        The Libri-light 10-minute subset trained on, named in the log.
+    """
+    train_set = labelled_set(
+        [train_csv],
+        model,
+        replacements,
+        sort=False,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        augmenter=augmenter,
     )
-    valid_set = _dataset(hparams, [valid_csv], model, sort=True)
-    dev_loss_set = fixed_subset(valid_set, hparams["dev_loss_utterances"], hparams["seed"])
-    sampler = duration_batch_sampler(train_set, hparams)
-    updates_per_epoch = hparams.get("updates_per_epoch")
-    if updates_per_epoch:
-        batches = updates_per_epoch * hparams["grad_accumulation_factor"] * world_size
-        sampler = FixedUpdatesBatchSampler(sampler, batches)
-    train_kwargs = {
-        "batch_sampler": sampler,
-        "collate_fn": CTCCollate(hparams.get("pad_length_multiple", 1)),
-        "num_workers": hparams["num_workers"],
-    }
-    valid_kwargs = {
-        "batch_size": hparams["valid_batch_size"],
-        "collate_fn": CTCCollate(),
-        "num_workers": hparams["num_workers"],
-    }
+    valid_set = labelled_set([valid_csv], model, replacements, sort=True)
+    dev_loss_set = fixed_subset(valid_set, dev_loss_utterances, seed)
     logger.info(
         "fine-tuning on %s (%d utterances, %.2f h)%s",
-        train_csv(hparams),
+        train_csv,
         len(train_set),
         sum(float(train_set.data[i]["duration"]) for i in train_set.data_ids) / 3600,
-        f", 10-minute subset {hparams['subset_10m']}"
-        if hparams.get("train_split") == "10m"
-        else "",
+        f", 10-minute subset {subset_10m}" if subset_10m is not None else "",
     )
-    return train_set, valid_set, dev_loss_set, train_kwargs, valid_kwargs
+    return train_set, valid_set, dev_loss_set
 
 
-def build_test_sets(hparams: Mapping[str, Any], model: Any) -> dict[str, Any]:
-    """{name: dataset} for `test_splits` (prepared CSVs) and any extra `test_csvs` paths."""
-    csvs = {
-        split: os.path.join(hparams["prepared_folder"], f"{split}.csv")
-        for split in hparams.get("test_splits") or []
+def train_loader_kwargs(
+    train_set: Any,
+    *,
+    max_batch_seconds: float,
+    num_buckets: int,
+    seed: int,
+    max_batch_utterances: int | None = None,
+    updates_per_epoch: int | None = None,
+    grad_accumulation_factor: int = 1,
+    world_size: int = 1,
+    pad_length_multiple: int = 1,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """`train_loader_kwargs` of `Brain.fit`: duration batches of `train_set`, CTC collate.
+
+    Arguments
+    ---------
+    max_batch_seconds, num_buckets, seed, max_batch_utterances
+        As in `duration_batch_sampler`.
+    updates_per_epoch : int, optional
+        Make an "epoch" (validation + checkpoint) this many updates (`FixedUpdatesBatchSampler`):
+        that many times `grad_accumulation_factor` batches on each of `world_size` ranks.
+        None or 0: an epoch is one pass over the data.
+    pad_length_multiple : int
+        Batches are padded to a multiple of this many samples (`CTCCollate`).
+    num_workers : int
+        DataLoader worker processes.
+    """
+    sampler = duration_batch_sampler(
+        train_set,
+        max_batch_seconds=max_batch_seconds,
+        num_buckets=num_buckets,
+        seed=seed,
+        max_batch_utterances=max_batch_utterances,
+    )
+    if updates_per_epoch:
+        batches = updates_per_epoch * grad_accumulation_factor * world_size
+        sampler = FixedUpdatesBatchSampler(sampler, batches)
+    return {
+        "batch_sampler": sampler,
+        "collate_fn": CTCCollate(pad_length_multiple),
+        "num_workers": num_workers,
     }
-    for path in hparams.get("test_csvs") or []:
+
+
+def build_test_sets(
+    model: Any,
+    *,
+    replacements: Mapping[str, str],
+    prepared_folder: str | Path,
+    test_splits: Sequence[str] = (),
+    test_csvs: Sequence[str] = (),
+) -> dict[str, Any]:
+    """{name: dataset} for `model` (a `CTCModel`), sorted by duration: each of `test_splits`
+    (`<prepared_folder>/<split>.csv`, named by the split) and each of `test_csvs` (paths, named
+    by their stem); `replacements` are the CSV path placeholders (`csv_replacements`)."""
+    csvs = {split: os.path.join(prepared_folder, f"{split}.csv") for split in test_splits}
+    for path in test_csvs:
         csvs[Path(path).stem] = path
     if not csvs:
         raise ValueError("no test set: set test_splits and/or test_csvs")
-    return {name: _dataset(hparams, [path], model, sort=True) for name, path in csvs.items()}
+    return {
+        name: labelled_set([path], model, replacements, sort=True) for name, path in csvs.items()
+    }

@@ -1,18 +1,18 @@
-"""Wiring for the pretraining recipe: data preparation, datasets, loaders and recoverables.
+"""Data for the pretraining recipe: the embedded corpus, the split CSVs and the datasets.
 
-Kept out of the recipe script so that the script stays a page of plain SpeechBrain and the
-same wiring serves tests and other recipes.
+The recipe reads its YAML and passes the values; these functions take only what they use.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
+from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
-from d2v_speech.data.batching import duration_batch_sampler
-from d2v_speech.data.pipelines import CropCollate, PretrainAudioPipeline, load_pretrain_dataset
+from d2v_speech.data.pipelines import PretrainAudioPipeline, load_pretrain_dataset
 
 logger = get_logger(__name__)
 
@@ -38,56 +38,96 @@ def ensure_embedded_corpus(data_folder: str, hours: float | None = None) -> None
     run_on_main(generate_corpus, kwargs={"out_dir": data_folder, **kwargs})
 
 
-def prepare_pretraining_data(hparams: dict) -> None:
-    """Write the split CSVs (on the main process only) for the train and valid splits."""
+def prepare_pretraining_data(
+    *,
+    data_folder: str,
+    prepared_folder: str,
+    train_splits: Sequence[str],
+    valid_split: str,
+    skip_prep: bool = False,
+    embedded_corpus_hours: float | None = None,
+) -> None:
+    """Write the split CSVs (on the main process only) for the train and valid splits.
+
+    Arguments
+    ---------
+    data_folder : str
+        LibriSpeech root; the embedded corpus (`EMBEDDED_CORPUS`) is generated when it is
+        pointed at and missing.
+    prepared_folder : str
+        Where the CSVs go (`<split>.csv`).
+    train_splits : sequence of str
+        LibriSpeech splits to pretrain on, e.g. ["train-clean-100"].
+    valid_split : str
+        The validation split, e.g. "dev-clean".
+    skip_prep : bool
+        Trust existing CSVs and write nothing.
+    embedded_corpus_hours : float, optional
+        Size of a generated embedded corpus (see `ensure_embedded_corpus`).
+    """
     from d2v_speech.data.librispeech import prepare_librispeech
 
-    ensure_embedded_corpus(hparams["data_folder"], hparams.get("embedded_corpus_hours"))
-    splits = list(hparams["train_splits"]) + [hparams["valid_split"]]
+    ensure_embedded_corpus(data_folder, embedded_corpus_hours)
+    splits = list(train_splits) + [valid_split]
     run_on_main(
         prepare_librispeech,
         kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["prepared_folder"],
+            "data_folder": data_folder,
+            "save_folder": prepared_folder,
             "splits": splits,
-            "skip_prep": hparams["skip_prep"],
+            "skip_prep": skip_prep,
         },
     )
 
 
-def build_pretraining_loaders(hparams: dict):
-    """Return (train_set, valid_set, train_loader_kwargs, valid_loader_kwargs) for Brain.fit."""
-    folder = hparams["prepared_folder"]
+def load_pretraining_sets(
+    *,
+    data_folder: str,
+    prepared_folder: str,
+    train_splits: Sequence[str],
+    valid_split: str,
+    train_pipeline: PretrainAudioPipeline,
+    seed: int,
+    min_duration: float,
+    max_duration: float,
+) -> tuple[DynamicItemDataset, DynamicItemDataset]:
+    """(train_set, valid_set) of the prepared CSVs, for `Brain.fit`.
+
+    Arguments
+    ---------
+    data_folder : str
+        Corpus root, replacing `$data_root` in the CSVs.
+    prepared_folder : str
+        Folder of the prepared `<split>.csv` files.
+    train_splits : sequence of str
+        Training splits, concatenated.
+    valid_split : str
+        Validation split.
+    train_pipeline : PretrainAudioPipeline
+        Audio pipeline of the training set; the validation set gets one with the same augmenter
+        and normalisation, seeded by `seed`.
+    seed : int
+        Seed of the validation pipeline's augmentation.
+    min_duration, max_duration : float
+        Utterances outside this range (seconds) are dropped from both sets.
+    """
     train_set = load_pretrain_dataset(
-        [os.path.join(folder, f"{split}.csv") for split in hparams["train_splits"]],
-        hparams["data_folder"],
-        hparams["train_audio_pipeline"],
-        min_duration=hparams["min_duration"],
-        max_duration=hparams["max_duration"],
+        [os.path.join(prepared_folder, f"{split}.csv") for split in train_splits],
+        data_folder,
+        train_pipeline,
+        min_duration=min_duration,
+        max_duration=max_duration,
     )
     valid_pipeline = PretrainAudioPipeline(
-        augmenter=hparams["train_audio_pipeline"].augmenter,
-        normalize=hparams["train_audio_pipeline"].normalize,
-        seed=hparams["seed"],
+        augmenter=train_pipeline.augmenter,
+        normalize=train_pipeline.normalize,
+        seed=seed,
     )
     valid_set = load_pretrain_dataset(
-        [os.path.join(folder, f"{hparams['valid_split']}.csv")],
-        hparams["data_folder"],
+        [os.path.join(prepared_folder, f"{valid_split}.csv")],
+        data_folder,
         valid_pipeline,
-        min_duration=hparams["min_duration"],
-        max_duration=hparams["max_duration"],
+        min_duration=min_duration,
+        max_duration=max_duration,
     )
-    sampler = duration_batch_sampler(train_set, hparams)
-    train_kwargs = {
-        "batch_sampler": sampler,
-        "collate_fn": hparams["train_collate"],
-        "num_workers": hparams["num_workers"],
-    }
-    valid_kwargs = {
-        "batch_size": hparams["valid_batch_size"],
-        "collate_fn": CropCollate(
-            crop_to_shortest=False, max_samples=hparams["train_collate"].max_samples
-        ),
-        "num_workers": hparams["num_workers"],
-    }
-    return train_set, valid_set, train_kwargs, valid_kwargs
+    return train_set, valid_set

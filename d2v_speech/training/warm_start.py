@@ -35,7 +35,7 @@ directories, fine-tuned files) or when the quantizer was not loaded; the report 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,8 @@ __all__ = [
     "TEACHER_CHOICES",
     "quantizer_update_offset",
     "should_warm_start",
-    "warm_start_from_hparams",
     "warm_start_objective",
+    "warm_start_unless_resuming",
 ]
 
 ALWAYS_RESET = ("optimizer", "lr_schedule")
@@ -321,37 +321,61 @@ def warm_start_objective(
     return report
 
 
-def warm_start_from_hparams(hparams: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Recipe hook: warm start `hparams["objective"]` from `hparams["init_from"]` if it is set
-    and `hparams["checkpointer"]` has no checkpoint yet; returns the report, or None.
+def warm_start_unless_resuming(
+    objective: nn.Module,
+    checkpointer: Any,
+    init_from: str | Path | None,
+    *,
+    reset: Iterable[str] = ("optimizer",),
+    teacher: str = "from_checkpoint",
+    load_heads: bool = True,
+    strict_shapes: bool = True,
+    pipeline_normalize: bool | None = None,
+) -> dict[str, Any] | None:
+    """Recipe hook: warm start `objective` from `init_from` if it is set and `checkpointer` has
+    no checkpoint of its own yet; returns the report (`warm_start_objective`), or None.
 
     Call it on every DDP rank after creating the Brain and before `fit` (every rank must hold
-    the same weights before DDP wraps the module). YAML keys: `init_from`, `init_teacher`,
-    `init_reset`, `init_load_heads`, `init_strict_shapes` (arguments of
-    `warm_start_objective`).
+    the same weights before DDP wraps the module).
+
+    Arguments
+    ---------
+    objective : nn.Module
+        The pretraining objective (or its DDP wrapper).
+    checkpointer : Checkpointer or folder
+        The run's checkpointer; once it holds a checkpoint, the run resumes that instead.
+    init_from : path, optional
+        What to load (YAML `init_from`); None or empty: no warm start.
+    reset, teacher, load_heads, strict_shapes
+        As in `warm_start_objective` (YAML `init_reset`, `init_teacher`, `init_load_heads`,
+        `init_strict_shapes`).
+    pipeline_normalize : bool, optional
+        Whether the training audio pipeline normalises waveforms; a warning is logged when the
+        source was trained the other way. None: not checked.
     """
-    source = hparams.get("init_from")
-    if not source:
+    if not init_from:
         return None
-    if not should_warm_start(hparams["checkpointer"]):
+    if not should_warm_start(checkpointer):
         if if_main_process():
-            logger.info("init_from=%s ignored: resuming the run's own checkpoint", source)
+            logger.info("init_from=%s ignored: resuming the run's own checkpoint", init_from)
         return None
     report = warm_start_objective(
-        hparams["objective"],
-        source,
-        reset=hparams.get("init_reset") or ("optimizer",),
-        teacher=hparams.get("init_teacher", "from_checkpoint"),
-        load_heads=bool(hparams.get("init_load_heads", True)),
-        strict_shapes=bool(hparams.get("init_strict_shapes", True)),
+        objective,
+        init_from,
+        reset=reset,
+        teacher=teacher,
+        load_heads=load_heads,
+        strict_shapes=strict_shapes,
     )
-    pipeline = hparams.get("train_audio_pipeline")
-    normalize = getattr(pipeline, "normalize", None)
     expected = report["source_normalize"]
-    if expected is not None and normalize is not None and bool(normalize) != expected:
+    if (
+        expected is not None
+        and pipeline_normalize is not None
+        and bool(pipeline_normalize) != expected
+    ):
         logger.warning(
             "init_from was trained with normalize=%s but train_audio_pipeline.normalize=%s",
             expected,
-            normalize,
+            pipeline_normalize,
         )
     return report

@@ -38,7 +38,7 @@ from d2v_speech.checkpoints import CheckpointError
 from d2v_speech.data.librispeech import prepare_librispeech
 from d2v_speech.lm.ngram import arpa_unigrams, is_arpa, write_lexicon
 from d2v_speech.lm.tuning import tune_lm_weights
-from d2v_speech.training.finetune_setup import build_test_sets
+from d2v_speech.training.finetune_setup import build_test_sets, csv_replacements
 from d2v_speech.training.pretrain_setup import ensure_embedded_corpus
 
 logger = get_logger(__name__)
@@ -117,8 +117,9 @@ def tune(args, model, base: LexiconDecoder, tune_set, output: Path) -> LexiconDe
     return base.with_weights(lm_weight, word_score)
 
 
-def build_decoder(args, model, hparams, output: Path):
-    """(decoder, run information for the result files)."""
+def build_decoder(args, model, output: Path, prepared: Path, replacements: dict):
+    """(decoder, run information for the result files); --tune_on reads its split's CSV in
+    `prepared`, with the CSV path placeholders `replacements`."""
     vocabulary = model.vocabulary
     if args.lm:
         default_weight, default_score = LEXICON_WEIGHTS
@@ -132,7 +133,10 @@ def build_decoder(args, model, hparams, output: Path):
         )
         if args.tune_on:
             tune_set = build_test_sets(
-                {**hparams, "test_splits": [args.tune_on], "test_csvs": []}, model
+                model,
+                replacements=replacements,
+                prepared_folder=prepared,
+                test_splits=[args.tune_on],
             )[args.tune_on]
             decoder = tune(args, model, decoder, tune_set, output)
         info = {
@@ -168,17 +172,20 @@ def main(argv=None):
     if splits:
         ensure_embedded_corpus(args.data_folder)
         prepare_librispeech(args.data_folder, prepared, splits=splits)
-    hparams = {
-        "prepared_folder": str(prepared),
-        "data_folder": args.data_folder,
-        "librilight_folder": str(Path(args.data_folder) / "librispeech_finetuning"),
-        "test_splits": args.test_splits,
-        "test_csvs": args.test_csv,
-    }
-    decoder, decoder_info = build_decoder(args, model, hparams, output)
+    replacements = csv_replacements(
+        args.data_folder, str(Path(args.data_folder) / "librispeech_finetuning")
+    )
+    decoder, decoder_info = build_decoder(args, model, output, prepared, replacements)
+    test_sets = build_test_sets(
+        model,
+        replacements=replacements,
+        prepared_folder=prepared,
+        test_splits=args.test_splits,
+        test_csvs=args.test_csv,
+    )
     results = evaluate_sets(
         model,
-        build_test_sets(hparams, model),
+        test_sets,
         decoder,
         output,
         args.device,

@@ -28,6 +28,14 @@ gradients, optimiser state and temporaries), on CUDA ``torch.cuda.max_memory_all
 
     python benchmarks/pretrain_step.py --model tiny --batch 8 --seconds 4 --steps 5 --threads 1
     python benchmarks/pretrain_step.py --model base --batch 4 --seconds 4 --steps 3 --profile
+    python benchmarks/pretrain_step.py --arms data2vec aqc --compile --precision bf16 --no-memory
+
+Efficiency: the FLOPs of one step of each arm (``torch.utils.flop_counter``: products,
+convolutions, attention; forward and backward) over its median CPU seconds give GFLOP/s, reported
+as a percentage of the best ``torch.mm`` rate this CPU reaches at the model's own layer shapes
+and the run's precision (measured in the same process, 1 thread). ``--compile`` adds, for every
+arm, the same arm with its Transformer layers (student and teacher) compiled by inductor
+(``d2v_speech.nn.compiled``; compiled during the warm-up, whose time is reported).
 
 Results merge into ``benchmarks/results/pretrain_step.json`` (one entry per setting and ``--tag``)
 and the markdown table ``benchmarks/results/pretrain_step.md`` is rewritten from it.
@@ -50,6 +58,8 @@ from pathlib import Path
 import torch
 
 import d2v_speech.ssl.negative_sampler as negative_sampler_module
+from d2v_speech.benchmarking.flops import count_flops, gemm_peak_gflops, model_gemm_shapes
+from d2v_speech.nn.compiled import compile_transformer_layers
 from d2v_speech.nn.conv_decoder import ConvDecoder1d
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 from d2v_speech.nn.presets import load_model_config
@@ -70,6 +80,7 @@ SAMPLE_RATE = 16000
 ARMS = ("data2vec", "aqc", "aqc_official", "data2vec2", "aqc2")
 V2_ARMS = ("data2vec2", "aqc2")
 AUGMENTED_ARMS = ("aqc", "aqc_official", "aqc2")
+COMPILED = "+compiled"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # teacher layers averaged into targets, as in the recipes (tiny: hparams/tiny/*.yaml)
 TOP_K_LAYERS = {"tiny": 2, "base": 8, "large": 8}
@@ -125,7 +136,13 @@ def build_v2_objective(name: str, args: argparse.Namespace) -> torch.nn.Module:
 
 
 def build_arm(name: str, args: argparse.Namespace, device: torch.device) -> Arm:
-    """The objective of ``name`` around a freshly seeded model (identical across arms)."""
+    """The objective of ``name`` around a freshly seeded model (identical across arms);
+    ``<arm>+compiled`` is that arm with its Transformer layers compiled."""
+    if name.endswith(COMPILED):
+        arm = build_arm(name.removesuffix(COMPILED), args, device)
+        arm.name = name
+        compile_transformer_layers([arm.objective, arm.objective.teacher.model])
+        return arm
     torch.manual_seed(args.seed)
     config = load_model_config(args.model)
     model = Data2VecAudioModel(config)
@@ -180,7 +197,9 @@ def train_step(
     of masked frames its loss predicted."""
     num_layers = arm.objective.model.config.num_layers
     layer_keep = torch.ones(num_layers, dtype=torch.bool)
-    views = {"wav_aug": batch["wav_aug"]} if arm.name in AUGMENTED_ARMS else {}
+    views = (
+        {"wav_aug": batch["wav_aug"]} if arm.name.removesuffix(COMPILED) in AUGMENTED_ARMS else {}
+    )
     dtype = PRECISIONS[args.precision]
     synchronize(device)
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -369,6 +388,39 @@ def summarise(times: dict[str, dict[str, list[float]]], audio_seconds: float) ->
     return summary
 
 
+def compile_first_steps(arms: list[Arm], batch: dict, args, device) -> dict[str, float]:
+    """Wall seconds of the first step of each compiled arm (inductor compiles there)."""
+    return {
+        arm.name: train_step(arm, batch, args, device)[0]
+        for arm in arms
+        if arm.name.endswith(COMPILED)
+    }
+
+
+def efficiency(arms: list[Arm], batch: dict, args, device, summary: dict) -> dict:
+    """GFLOP per step (eager count; a compiled arm does the same products), GFLOP/s at the
+    median CPU seconds, and the percentage of the GEMM peak measured at the model's shapes."""
+    flops = {}
+    for arm in arms:
+        if not arm.name.endswith(COMPILED):
+            flops[arm.name] = count_flops(lambda arm=arm: train_step(arm, batch, args, device))
+    config = arms[0].objective.model.config
+    samples = torch.tensor([int(args.seconds * SAMPLE_RATE)])
+    frames = int(arms[0].objective.model.frame_lengths(samples)[0])
+    dtype = PRECISIONS[args.precision] or torch.float32
+    shapes = model_gemm_shapes(args.batch * frames, config.embed_dim, config.ffn_dim)
+    gemm = gemm_peak_gflops(shapes, dtype) if device.type == "cpu" else {}
+    result = {"gemm_gflops": gemm, "arms": {}}
+    for arm in arms:
+        gflop = flops[arm.name.removesuffix(COMPILED)] / 1e9
+        gflops = gflop / summary[arm.name]["cpu"]["median_s"]
+        entry = {"gflop_per_step": gflop, "gflops": gflops}
+        if gemm:
+            entry["percent_of_gemm_peak"] = 100.0 * gflops / gemm["peak_gflops"]
+        result["arms"][arm.name] = entry
+    return result
+
+
 def setting_key(args: argparse.Namespace) -> str:
     return (
         f"{args.tag}|{args.model}|{args.batch}x{args.seconds:g}s|{args.device}|"
@@ -453,6 +505,40 @@ def learning_per_cpu_second(everything: dict) -> list[str]:
     return lines
 
 
+def efficiency_table(everything: dict) -> list[str]:
+    """Rows: GFLOP per step, GFLOP/s and % of the measured GEMM peak, eager and compiled."""
+    lines = [
+        "",
+        "## Efficiency (GFLOP/s at the median CPU seconds; % of this CPU's measured GEMM peak)",
+        "",
+        "The peak is the best `torch.mm` rate at the model's layer shapes and the run's "
+        "precision, 1 thread, measured in the same process. `+compiled`: Transformer layers "
+        "compiled by inductor; its first step (compilation) is reported, not timed.",
+        "",
+        "| tag | model | batch | precision | GEMM peak GFLOP/s | arm | GFLOP/step | CPU s/step "
+        "| GFLOP/s | % of peak | first step s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(everything):
+        entry = everything[key]
+        setting, found = entry["setting"], entry.get("efficiency")
+        if not found:
+            continue
+        peak = found["gemm_gflops"].get("peak_gflops")
+        first = found.get("compile_and_first_step_wall_s", {})
+        for arm, stats in found["arms"].items():
+            percent = stats.get("percent_of_gemm_peak")
+            cells = [
+                setting["tag"], setting["model"], f"{setting['batch']} x {setting['seconds']:g} s",
+                setting["precision"], "-" if peak is None else f"{peak:.1f}", arm,
+                f"{stats['gflop_per_step']:.1f}", f"{entry['arms'][arm]['cpu']['median_s']:.3f}",
+                f"{stats['gflops']:.1f}", "-" if percent is None else f"{percent:.0f}",
+                f"{first[arm]:.0f}" if arm in first else "-",
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(everything: dict) -> str:
     lines = [
         "# Pretraining step: data2vec vs data2vec-aqc (same model, same batch)",
@@ -485,6 +571,7 @@ def markdown(everything: dict) -> str:
             )
     lines += summary_by_setting(everything)
     lines += learning_per_cpu_second(everything)
+    lines += efficiency_table(everything)
     for key in sorted(everything):
         profile = everything[key].get("profile")
         if not profile:
@@ -529,6 +616,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tag", default="current", help="label of this run in the results")
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--memory-probe", choices=ARMS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--compile", action="store_true", help="also each arm with compiled Transformer layers"
+    )
     args = parser.parse_args(argv)
     if min(args.batch, args.steps, args.threads, args.memory_steps) < 1 or args.seconds <= 0:
         parser.error("--batch, --steps, --threads, --memory-steps and --seconds must be positive")
@@ -548,8 +638,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(probe_memory(args)))
         return
     device = torch.device(args.device)
-    arms = [build_arm(name, args, device) for name in args.arms]
+    names = list(args.arms) + ([name + COMPILED for name in args.arms] if args.compile else [])
+    arms = [build_arm(name, args, device) for name in names]
     batch = make_batch(args, device)
+    first_steps = compile_first_steps(arms, batch, args, device)
     times = time_arms(arms, batch, args, device)
     entry = {
         "setting": {
@@ -570,6 +662,9 @@ def main(argv: list[str] | None = None) -> None:
         },
         "arms": summarise(times, args.batch * args.seconds),
     }
+    entry["efficiency"] = efficiency(arms, batch, args, device, entry["arms"])
+    if first_steps:
+        entry["efficiency"]["compile_and_first_step_wall_s"] = first_steps
     if args.profile:
         entry["profile"] = {arm.name: profile_arm(arm, batch, args, device) for arm in arms}
     if not args.no_memory:

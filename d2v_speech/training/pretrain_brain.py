@@ -96,6 +96,10 @@ class PretrainBrain(RecipeBrain):
         # the schedule is a pure function of the update count, so a resumed run continues it exactly
         self.hparams.lr_scheduler(self.optimizer, self.optimizer_step)
 
+    def modules_to_compile(self):
+        # the EMA teacher's copy of the encoder runs every step too
+        return [*super().modules_to_compile(), unwrap(self.modules.objective).teacher.model]
+
     def _stop_if_finished(self):
         """End `fit` before its first epoch when the recovered run already ended.
 

@@ -9,6 +9,7 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from d2v_speech.heap import HeapReleaser, release_free_heap
+from d2v_speech.nn.compiled import compile_transformer_layers
 
 logger = get_logger(__name__)
 
@@ -48,7 +49,9 @@ class RecipeBrain(sb.Brain):
     `max_unreadable_files` (default 100). Free heap pages go back to the OS every 20 batches
     and before each stage's loader forks its workers, and the YAML's `heap_mmap_threshold_mib`
     (default 0: glibc's own) can pin glibc's mmap threshold (`d2v_speech.heap`: a tiny
-    fine-tuning run's RSS grew to 7 GB with its workers, most of it freed memory)."""
+    fine-tuning run's RSS grew to 7 GB with its workers, most of it freed memory). With the
+    YAML's `compile_transformer_layers: True` the Transformer layers are compiled by inductor
+    (`d2v_speech.nn.compiled`; same results as eager, a few percent faster per step on a CPU)."""
 
     def __init__(
         self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None
@@ -92,6 +95,21 @@ class RecipeBrain(sb.Brain):
         if self.skip_unreadable(batch):
             return torch.tensor(0.0)
         return super().evaluate_batch(batch, stage)
+
+    def on_fit_start(self):
+        super().on_fit_start()
+        if getattr(self.hparams, "compile_transformer_layers", False):
+            # after the checkpoint is loaded (compiling changes no parameter or state-dict key)
+            count = compile_transformer_layers(self.modules_to_compile())
+            logger.info(
+                "compile_transformer_layers: %d Transformer layers compiled by inductor; the "
+                "first steps compile them (about a minute for the tiny model)",
+                count,
+            )
+
+    def modules_to_compile(self) -> list[torch.nn.Module]:
+        """Modules whose Transformer layers `compile_transformer_layers: True` compiles."""
+        return list(self.modules.values())
 
     #: hparams objects with an `epoch` attribute that follows the training epoch (their random
     #: draws change per epoch yet replay exactly on resume)

@@ -7,6 +7,11 @@ as the word delimiter) and ``preprocessor_config.json`` of a ``Wav2Vec2FeatureEx
 model's waveform normalisation. ``load_ctc_model(DIR)`` reads it back for decoding or further
 fine-tuning. SentencePiece vocabularies have no Hugging Face CTC tokenizer and are refused.
 
+The directory also gets its model card, ``DIR/README.md`` (`d2v_speech.checkpoints.model_card`,
+which ``from_pretrained`` and the pipeline ignore): the model, what the run was trained on (its
+hyperparams.yaml and checkpoint when the source is one of our fine-tuning runs), its test
+WER / CER table from the run's results.json, its config, and how to load it in each tool.
+
     python -m d2v_speech.asr.hf_export results/finetune/tiny_1h/1234 exported_hf/
 """
 
@@ -18,9 +23,16 @@ import sys
 from pathlib import Path
 
 from d2v_speech.asr.ctc_model import CTCModel
-from d2v_speech.asr.model_io import load_ctc_model
+from d2v_speech.asr.model_io import find_finetuned_checkpoint, load_ctc_model
 from d2v_speech.asr.vocabulary import WORD_BOUNDARY, LetterVocabulary
-from d2v_speech.checkpoints import CheckpointError, export_huggingface
+from d2v_speech.checkpoints import (
+    CheckpointError,
+    LoadedCheckpoint,
+    export_huggingface,
+    read_training_run,
+    render_model_card,
+    write_model_card,
+)
 from d2v_speech.data.pipelines import SAMPLE_RATE
 
 __all__ = ["export_hf_asr", "main"]
@@ -51,8 +63,9 @@ def _tokenizer_files(vocabulary: LetterVocabulary) -> dict[str, dict]:
     }
 
 
-def export_hf_asr(model: CTCModel, directory: str | Path) -> Path:
-    """Write ``model`` (encoder, CTC head, vocabulary, normalisation) as a pipeline directory."""
+def export_hf_asr(model: CTCModel, directory: str | Path, source: str | Path | None = None) -> Path:
+    """Write ``model`` (encoder, CTC head, vocabulary, normalisation) as a pipeline directory,
+    with its model card; `source` (where the model was loaded from) names the run in the card."""
     vocabulary = model.vocabulary
     if not isinstance(vocabulary, LetterVocabulary):
         kind = type(vocabulary).__name__ if vocabulary is not None else "no vocabulary"
@@ -77,7 +90,28 @@ def export_hf_asr(model: CTCModel, directory: str | Path) -> Path:
             "return_attention_mask": True,
         },
     )
+    write_model_card(directory, _model_card(model, directory, source))
     return directory
+
+
+def _model_card(model: CTCModel, directory: Path, source: str | Path | None) -> str:
+    """The directory's README.md; the run's records when `source` is our fine-tuning output."""
+    finetuned = find_finetuned_checkpoint(source) if source is not None else None
+    run = read_training_run(finetuned) if finetuned is not None else None
+    checkpoint = LoadedCheckpoint.from_model(
+        model.encoder.model, ctc_head=model.head.proj, normalize=bool(model.normalize)
+    )
+    command = None if source is None else f"python -m d2v_speech.asr.hf_export {source} {directory}"
+    return render_model_card(
+        checkpoint,
+        "hf",
+        directory,
+        source=source,
+        run=run,
+        vocabulary=model.vocabulary.tokens,
+        info={key: value for key, value in model.info.items() if value not in (None, "")},
+        command=command,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dst", help="directory to write")
     args = parser.parse_args(argv)
     try:
-        export_hf_asr(load_ctc_model(args.src), args.dst)
-    except (CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        export_hf_asr(load_ctc_model(args.src), args.dst, source=args.src)
+    except (CheckpointError, ValueError, OSError) as error:
+        message = " ".join(str(error).split())
+        if args.src not in message:
+            message = f"{args.src}: {message}"
+        print(f"error: {message}", file=sys.stderr)
         return 1
     print(f"wrote {args.dst} (transformers.pipeline('automatic-speech-recognition', model=DST))")
+    print(f"wrote {Path(args.dst) / 'README.md'} (its model card)")
     return 0
 
 

@@ -9,11 +9,19 @@ architecture, randomly initialised).
 the lowest dev WER), one of its `CKPT+*` folders or `model.ckpt`, a fairseq fine-tuned `.pt`, or
 a Hugging Face `Data2VecAudioForCTC` directory. A checkpoint without a CTC head is refused with
 a message saying what it is and what is expected.
+
+The units of a foreign CTC head come from the Hugging Face directory's `vocab.json`. Without
+one, a 32-output head is read as fairseq's LibriSpeech letter dictionary (a fairseq fine-tuned
+`.pt`, or a directory saved by `Data2VecAudioForCTC.save_pretrained` without its tokenizer: a
+warning names the missing file); a directory whose tokenizer lacks its `vocab.json`, a head of
+another size, a `vocab.json` that is not JSON, not a CTC letter vocabulary, of another size than
+the head, or whose `pad_token` (transformers' CTC blank) is not index 0 stops with one line naming
+the file. Fine-tuning from such a directory (`build_ctc_model`, `--pretrained=DIR`) takes its
+encoder only, under a fresh head over the recipe's vocabulary, so it needs no `vocab.json`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,8 @@ from d2v_speech.checkpoints import (
     CheckpointError,
     complete_checkpoint_folders,
     load_checkpoint,
+    load_torch_file,
+    read_json_file,
 )
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
@@ -54,6 +64,9 @@ __all__ = [
 
 #: recoverable name of the CTC model in the fine-tuning recipe's checkpoints
 FINETUNED_MODEL_FILE = "model.ckpt"
+#: a Hugging Face CTC tokenizer's vocabulary (unit -> id) and its other files
+HF_VOCAB_FILE = "vocab.json"
+HF_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 SCRATCH = ("none", "scratch")
 
 
@@ -174,15 +187,16 @@ def load_ctc_model(source: str | Path, allow_pickle: bool = False) -> CTCModel:
         raise CheckpointError(f"checkpoint {path} does not exist")
     ours = find_finetuned_checkpoint(path)
     if ours is not None:
-        state = torch.load(ours, map_location="cpu", weights_only=True)
+        state = load_torch_file(ours, allow_pickle=allow_pickle)
         if not _is_our_state(state):
             raise WrongCheckpointError(f"{ours}: not a d2v_speech CTC model; {NOT_FINETUNED_HINT}")
         return _model_from_state(state, ours).eval()
     try:
         checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
     except CheckpointError as error:
+        reason = str(error).removeprefix(f"{path}: ")
         raise WrongCheckpointError(
-            f"{path}: not a checkpoint that can be decoded ({error}); {NOT_FINETUNED_HINT}"
+            f"{path}: not a checkpoint that can be decoded ({reason}); {NOT_FINETUNED_HINT}"
         ) from error
     if checkpoint.ctc_head is None:
         raise WrongCheckpointError(
@@ -209,20 +223,62 @@ def load_ctc_model(source: str | Path, allow_pickle: bool = False) -> CTCModel:
 
 
 def _external_vocabulary(path: Path, vocab_size: int) -> LetterVocabulary:
-    vocab_json = path / "vocab.json" if path.is_dir() else None
+    """The units of a foreign CTC head (see the module docstring); one line naming the file
+    for a missing, unreadable or mismatched vocabulary."""
+    vocab_json = path / HF_VOCAB_FILE if path.is_dir() else None
     if vocab_json is not None and vocab_json.is_file():
-        vocabulary = LetterVocabulary.from_hf_vocab(json.loads(vocab_json.read_text("utf-8")))
-    elif vocab_size == len(FAIRSEQ_SPECIALS) + len(FAIRSEQ_LETTERS):
-        vocabulary = LetterVocabulary()
-    else:
+        vocabulary = _read_hf_vocabulary(path)
+        if len(vocabulary) != vocab_size:
+            raise CheckpointError(
+                f"{vocab_json} has {len(vocabulary)} units but the CTC head {vocab_size} outputs "
+                "(config.json / model weights): the tokenizer belongs to another model"
+            )
+        return vocabulary
+    if vocab_json is not None:
+        present = [name for name in HF_TOKENIZER_FILES if (path / name).is_file()]
+        if present:
+            raise CheckpointError(
+                f"{vocab_json}: missing; the directory has a tokenizer ({', '.join(present)}) "
+                f"without its vocabulary, so nothing says what the CTC head's {vocab_size} "
+                "outputs are (copy vocab.json back, or export again with "
+                "python -m d2v_speech.asr.hf_export)"
+            )
+    if vocab_size == len(FAIRSEQ_SPECIALS) + len(FAIRSEQ_LETTERS):
+        if vocab_json is not None:
+            logger.warning(
+                "%s: missing; reading the CTC head's %d outputs as fairseq's LibriSpeech letter "
+                "dictionary (as Hugging Face's data2vec-audio CTC models order them)",
+                vocab_json,
+                vocab_size,
+            )
+        return LetterVocabulary()
+    where = f"{vocab_json}: missing" if vocab_json is not None else f"{path}: no vocab.json"
+    raise CheckpointError(
+        f"{where}; the CTC head has {vocab_size} outputs, which is not the 32-unit fairseq "
+        "letter dictionary, so nothing says what they are"
+    )
+
+
+def _read_hf_vocabulary(directory: Path) -> LetterVocabulary:
+    """`vocab.json` as a `LetterVocabulary`, checked against `tokenizer_config.json`'s blank."""
+    vocab_json = directory / HF_VOCAB_FILE
+    vocab = read_json_file(vocab_json)
+    try:
+        vocabulary = LetterVocabulary.from_hf_vocab(vocab)
+    except (ValueError, TypeError) as error:
         raise CheckpointError(
-            f"{path}: its CTC head has {vocab_size} outputs, which is not the 32-unit fairseq "
-            "letter dictionary, and no vocab.json says what they are"
-        )
-    if len(vocabulary) != vocab_size:
-        raise CheckpointError(
-            f"{path}: vocab.json has {len(vocabulary)} units but the CTC head {vocab_size}"
-        )
+            f"{vocab_json}: not a CTC letter vocabulary ({' '.join(str(error).split())})"
+        ) from error
+    config_file = directory / "tokenizer_config.json"
+    if config_file.is_file():
+        pad = read_json_file(config_file).get("pad_token")
+        pad = pad.get("content") if isinstance(pad, Mapping) else pad
+        if isinstance(pad, str) and vocab.get(pad) != vocabulary.blank_index:
+            raise CheckpointError(
+                f"{config_file}: pad_token {pad!r} (transformers' CTC blank) has id "
+                f"{vocab.get(pad)} in vocab.json, but the model's blank is index "
+                f"{vocabulary.blank_index}"
+            )
     return vocabulary
 
 
@@ -230,7 +286,7 @@ def _hf_do_normalize(path: Path) -> bool | None:
     config = path / "preprocessor_config.json" if path.is_dir() else None
     if config is None or not config.is_file():
         return None
-    return bool(json.loads(config.read_text("utf-8")).get("do_normalize", True))
+    return bool(read_json_file(config).get("do_normalize", True))
 
 
 # ---------------------------------------------------------------------------- building

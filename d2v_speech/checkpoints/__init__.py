@@ -20,6 +20,12 @@ Sources understood by `load_checkpoint`:
 (or `Data2VecAudioForCTC` when a CTC head exists) loads; an ALiBi encoder (data2vec 2.0) cannot
 go there.
 
+Every `convert` also writes a model card (`model_card`): what the model holds, what it was trained
+on (read from the run's hyperparams.yaml when the source is one of our recipe runs), its config,
+a fine-tuned run's test WER / CER table and how to load it in transformers, fairseq, s3prl,
+SpeechBrain and d2v_speech. A directory export gets ``DST/README.md``; a file export gets
+``DST.with_suffix(".md")`` beside the file (``run.pt`` -> ``run.md``).
+
 Command line::
 
     python -m d2v_speech.checkpoints inspect SRC
@@ -31,7 +37,8 @@ Command line::
 One module per job: `loaded` (the in-memory form and its checks), a reader per format
 (`huggingface`, `fairseq`, `fairseq_data2vec2`, `native`, `recipe`), the writers
 `fairseq_export` and `s3prl_export` (which also reads s3prl's files), `torch_files` (safe
-`torch.load`), `dispatch` (`load_checkpoint`) and `command_line`.
+`torch.load`), `dispatch` (`load_checkpoint`), `run_record` (what a recipe run recorded),
+`model_card` and `model_card_snippets` (the card) and `command_line`.
 """
 
 from d2v_speech.checkpoints.command_line import (
@@ -55,6 +62,7 @@ from d2v_speech.checkpoints.huggingface import (
     export_huggingface,
     hf_config_to_encoder_config,
     load_huggingface,
+    read_json_file,
 )
 from d2v_speech.checkpoints.loaded import (
     CKPT_FOLDER_PREFIX,
@@ -82,6 +90,11 @@ from d2v_speech.checkpoints.loaded import (
     expected_encoder_shapes,
     infer_decoder_config,
 )
+from d2v_speech.checkpoints.model_card import (
+    card_path,
+    render_model_card,
+    write_model_card,
+)
 from d2v_speech.checkpoints.native import (
     save_native,
 )
@@ -92,7 +105,9 @@ from d2v_speech.checkpoints.recipe import (
     load_recipe_checkpoint,
     read_recipe_hparams,
 )
+from d2v_speech.checkpoints.run_record import TrainingRun, read_training_run
 from d2v_speech.checkpoints.s3prl_export import export_s3prl, load_s3prl
+from d2v_speech.checkpoints.torch_files import load_torch_file
 
 __all__ = [
     "CKPT_FOLDER_PREFIX",
@@ -116,6 +131,8 @@ __all__ = [
     "OPTIONAL_ENCODER_KEYS",
     "RECIPE_HPARAMS_FILE",
     "RECIPE_OBJECTIVE_FILE",
+    "TrainingRun",
+    "card_path",
     "check_decoder_state",
     "check_state_dict",
     "complete_checkpoint_folders",
@@ -136,10 +153,15 @@ __all__ = [
     "load_objective_state",
     "load_recipe_checkpoint",
     "load_s3prl",
+    "load_torch_file",
     "main",
     "parse_conv_feature_layers",
+    "read_json_file",
     "read_recipe_hparams",
+    "read_training_run",
     "rename_fairseq_key",
+    "render_model_card",
     "save_native",
     "without_alibi",
+    "write_model_card",
 ]

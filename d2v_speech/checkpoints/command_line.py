@@ -1,10 +1,15 @@
-"""`python -m d2v_speech.checkpoints inspect | convert` (to hf, native, fairseq or s3prl)."""
+"""`python -m d2v_speech.checkpoints inspect | convert` (to hf, native, fairseq or s3prl).
+
+`convert` also writes the export's model card (`model_card`): ``DST/README.md`` for an hf
+directory, ``DST.with_suffix(".md")`` beside a native, fairseq or s3prl file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,13 +26,17 @@ from d2v_speech.checkpoints.huggingface import (
 from d2v_speech.checkpoints.loaded import (
     _NATIVE_SUFFIXES,
     FORMAT_NAMES,
+    FORMAT_RECIPE,
     CheckpointError,
     LoadedCheckpoint,
     infer_decoder_config,
 )
+from d2v_speech.checkpoints.model_card import render_model_card, write_model_card
 from d2v_speech.checkpoints.native import (
     save_native,
 )
+from d2v_speech.checkpoints.recipe import find_recipe_checkpoint
+from d2v_speech.checkpoints.run_record import read_training_run
 from d2v_speech.checkpoints.s3prl_export import (
     export_s3prl,
 )
@@ -107,7 +116,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_source_arguments(inspect_cmd)
     _add_common_options(inspect_cmd)
     convert_cmd = commands.add_parser(
-        "convert", help="convert to an HF directory, or a native, fairseq or s3prl file"
+        "convert",
+        help="convert to an HF directory, or a native, fairseq or s3prl file; also writes its "
+        "model card: DST/README.md for a directory, DST with the suffix .md beside a file",
     )
     _add_source_arguments(convert_cmd)
     convert_cmd.add_argument(
@@ -136,6 +147,16 @@ def _write(checkpoint: LoadedCheckpoint, target: str, src: str, dst: str) -> Non
         export_huggingface(checkpoint, dst)
 
 
+def _write_card(checkpoint: LoadedCheckpoint, target: str, src: str, dst: str) -> Path:
+    """The export's model card, with the run's training facts when `src` is one of our runs."""
+    run = None
+    if checkpoint.source_format == FORMAT_RECIPE:
+        run = read_training_run(find_recipe_checkpoint(src))
+    command = f"python -m d2v_speech.checkpoints convert {src} {dst} --to {target}"
+    text = render_model_card(checkpoint, target, dst, source=src, run=run, command=command)
+    return write_model_card(dst, text)
+
+
 def _error_line(error: Exception, src: str, target: str | None) -> str:
     """One line naming the source file and the problem (plus a hint for an hf export)."""
     message = " ".join(str(error).split())
@@ -158,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         target = args.to or ("native" if args.dst.endswith(_NATIVE_SUFFIXES) else "hf")
         _write(checkpoint, target, args.src, args.dst)
+        card = _write_card(checkpoint, target, args.src, args.dst)
     except (CheckpointError, ValueError, OSError) as error:
         print(_error_line(error, args.src, target), file=sys.stderr)
         return 1
-    print(f"wrote {args.dst} ({target})")
+    print(f"wrote {args.dst} ({target})\nwrote {card} (its model card)")
     return 0

@@ -19,6 +19,7 @@ from d2v_speech.checkpoints.loaded import (
     _detached,
     _validated,
 )
+from d2v_speech.checkpoints.torch_files import _torch_load
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
 
@@ -172,13 +173,29 @@ def _split_hf_state(
     return encoder, (ctc or None)
 
 
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object file (config.json, vocab.json, ...); one-line `CheckpointError` naming it
+    when it cannot be read, is not JSON or holds something else than an object."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: cannot be read ({error})") from error
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: holds a JSON {type(content).__name__}, not an object")
+    return content
+
+
 def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     for name in _HF_WEIGHT_FILES:
         path = directory / name
         if not path.exists():
             continue
         if name.endswith(".index.json"):
-            weight_map = json.loads(path.read_text())["weight_map"]
+            weight_map = read_json_file(path).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{path}: no 'weight_map' object (not a shard index)")
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
                 state.update(_read_weight_file(directory / shard))
@@ -188,11 +205,18 @@ def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """A safetensors or torch weight file; a damaged or foreign one raises `CheckpointError`."""
+    if path.suffix != ".safetensors":
+        return _torch_load(path, allow_pickle=False)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
+    try:
         return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({' '.join(str(error).split())})"
+        ) from error
 
 
 def load_huggingface(
@@ -203,7 +227,7 @@ def load_huggingface(
     config_path = directory / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{directory}: no config.json (not a Hugging Face model directory)")
-    config = hf_config_to_encoder_config(json.loads(config_path.read_text()), pos_conv_mask_padding)
+    config = hf_config_to_encoder_config(read_json_file(config_path), pos_conv_mask_padding)
     encoder_state, ctc_head = _split_hf_state(_read_hf_weights(directory))
     return _validated(
         LoadedCheckpoint(config, encoder_state, ctc_head=ctc_head, source_format=FORMAT_HF)

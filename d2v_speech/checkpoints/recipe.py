@@ -63,6 +63,18 @@ def _call_arguments(node: _Tagged) -> tuple[list, dict]:
     return ([node.value] if node.value not in (None, "") else []), {}
 
 
+def read_hparams_mapping(path: str | Path) -> dict[str, Any]:
+    """An experiment's `hyperparams.yaml` as a dict, references resolved; a `!tag:target` node
+    becomes a `_Tagged` (tag, value) and nothing it names is imported or run."""
+    from hyperpyyaml import resolve_references
+
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.load(resolve_references(handle).getvalue(), Loader=_TagTolerantLoader)
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: not a mapping of hyperparameters")
+    return values
+
+
 def read_recipe_hparams(path: str | Path) -> tuple[EncoderConfig, bool | None]:
     """(encoder config, waveform normalisation) of an experiment's `hyperparams.yaml`.
 
@@ -71,13 +83,8 @@ def read_recipe_hparams(path: str | Path) -> tuple[EncoderConfig, bool | None]:
     `EncoderConfig`, or is a plain mapping of fields; otherwise `model_preset`. Nothing the
     YAML names is imported or run. Normalisation is `train_audio_pipeline`'s `normalize`.
     """
-    from hyperpyyaml import resolve_references
-
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        values = yaml.load(resolve_references(handle).getvalue(), Loader=_TagTolerantLoader)
-    if not isinstance(values, dict):
-        raise CheckpointError(f"{path}: not a mapping of hyperparameters")
+    values = read_hparams_mapping(path)
     node = values.get("model_config")
     try:
         if isinstance(node, _Tagged) and node.tag in _PRESET_LOADERS + _CONFIG_CLASSES:

@@ -28,6 +28,12 @@ def _not_a_checkpoint(path: Path) -> str | None:
     return f"{kind} a PyTorch checkpoint (it starts with {head[:12]!r})"
 
 
+def load_torch_file(path: str | Path, allow_pickle: bool = False) -> Any:
+    """`torch.load` on the CPU (`weights_only` unless `allow_pickle`); a file that is empty, text,
+    damaged or untrusted raises `CheckpointError` with one line naming it."""
+    return _torch_load(Path(path), allow_pickle)
+
+
 def _torch_load(path: Path, allow_pickle: bool) -> Any:
     reason = _not_a_checkpoint(path)
     if reason is not None:

@@ -143,7 +143,8 @@ def test_cli_converts_to_fairseq_and_reads_it_back(tmp_path, capsys):
     native = save_native(trained_checkpoint(small_config(), aqc=True), tmp_path / "run.ckpt")
     dst = tmp_path / "fairseq.pt"
     status, out, _ = run_cli(["convert", str(native), str(dst), "--to", "fairseq"], capsys)
-    assert status == 0 and out.strip() == f"wrote {dst} (fairseq)"
+    card = tmp_path / "fairseq.md"
+    assert status == 0 and out == f"wrote {dst} (fairseq)\nwrote {card} (its model card)\n"
     status, out, _ = run_cli(["inspect", str(dst)], capsys)
     assert status == 0 and "format: fairseq" in out and "teacher: yes" in out
 

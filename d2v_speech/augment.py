@@ -46,7 +46,7 @@ from audiomentations import (
 from audiomentations.core.utils import find_audio_files_in_paths
 from scipy.signal import fftconvolve
 
-from d2v_speech.data.acoustics import room_impulse_response
+from d2v_speech.synthetic.acoustics import room_impulse_response
 
 NOISE_SNR_SAMPLING = ("uniform_db", "uniform_amplitude")
 FORK_NOISE_SNR_DB = (-20 * np.log10(0.7), -20 * np.log10(0.001))
@@ -57,7 +57,7 @@ def synthetic_rir(
 ) -> np.ndarray:
     """A unit-energy room impulse response (rt60_s * sample_rate samples, float32).
 
-    The embedded corpus's room model (`d2v_speech.data.acoustics.room_impulse_response`): a
+    The embedded corpus's room model (`d2v_speech.synthetic.acoustics.room_impulse_response`): a
     direct path, then Gaussian noise whose energy falls by 60 dB over ``rt60_s`` seconds, with
     direct energy / tail energy = ``drr_db``.
     """

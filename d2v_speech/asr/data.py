@@ -1,8 +1,8 @@
 """Labelled speech for CTC: datasets from prepared CSVs, checks, collate, and update-sized epochs.
 
-CSV columns are those of `d2v_speech.data.librispeech` (`ID,duration,wav,spk_id,wrd`); paths may
-use the `$data_root` (LibriSpeech) and `$ll_root` (Libri-light) placeholders. CSVs that cut
-utterances out of long recordings (Switchboard: `start`, `stop` in samples at the file's rate,
+CSV columns are those of `d2v_speech.corpora.librispeech.prepare` (`ID,duration,wav,spk_id,wrd`);
+paths may use the `$data_root` (LibriSpeech) and `$ll_root` (Libri-light) placeholders. CSVs that
+cut utterances out of long recordings (Switchboard: `start`, `stop` in samples at the file's rate,
 `channel` A/B) are read segment by segment and resampled to 16 kHz.
 
 Every transcript is checked against the vocabulary and every duration against the encoder's
@@ -23,6 +23,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
 from d2v_speech.asr.vocabulary import count_characters
+from d2v_speech.corpora.switchboard.segments import read_segment, to_model_rate
 from d2v_speech.data.pipelines import (
     SAMPLE_RATE,
     AudioReadError,
@@ -31,7 +32,6 @@ from d2v_speech.data.pipelines import (
     read_mono_16k,
     split_unreadable,
 )
-from d2v_speech.data.segments import read_segment, to_model_rate
 
 __all__ = [
     "AudioTooShortError",

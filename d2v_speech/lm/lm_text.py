@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from d2v_speech.atomic_files import write_text_atomic
-from d2v_speech.data.corpus_scan import TRANSCRIPT_SUFFIX, read_transcripts
-from d2v_speech.data.text import FORTUNE_DIR, load_sentences
+from d2v_speech.corpora.corpus_scan import TRANSCRIPT_SUFFIX, read_transcripts
+from d2v_speech.synthetic.fortune_sentences import FORTUNE_DIR, load_sentences
 
 __all__ = ["HELD_OUT_SPLITS", "read_split_transcripts", "write_lm_text"]
 

@@ -127,7 +127,10 @@ def prepare_finetuning_data(
     embedded_corpus_hours : float, optional
         Size of a generated embedded corpus (see `ensure_embedded_corpus`).
     """
-    from d2v_speech.data.librispeech import prepare_librilight_finetuning, prepare_librispeech
+    from d2v_speech.corpora.librispeech.prepare import (
+        prepare_librilight_finetuning,
+        prepare_librispeech,
+    )
     from d2v_speech.training.pretrain_setup import ensure_embedded_corpus
 
     if train_split not in TRAIN_SPLIT_CSVS:
@@ -191,13 +194,13 @@ def prepare_switchboard_data(
         Arguments of `generate_mini_switchboard` (mini corpus only).
     train_hours, dev_conversations, split_seed, max_utt, exclude_dev_callers, min_duration,
     max_duration
-        The split and filter settings of `d2v_speech.data.switchboard.prepare_switchboard`
-        (`split_seed` is its `seed`).
+        The split and filter settings of
+        `d2v_speech.corpora.switchboard.prepare.prepare_switchboard` (`split_seed` is its `seed`).
     """
-    from d2v_speech.data.switchboard import prepare_switchboard
+    from d2v_speech.corpora.switchboard.prepare import prepare_switchboard
 
     if os.path.normpath(data_folder) == os.path.normpath(MINI_SWITCHBOARD):
-        from d2v_speech.data.mini_switchboard import generate_mini_switchboard
+        from d2v_speech.synthetic.switchboard import generate_mini_switchboard
 
         run_on_main(
             generate_mini_switchboard,

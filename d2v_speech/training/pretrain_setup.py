@@ -23,14 +23,14 @@ def ensure_embedded_corpus(data_folder: str, hours: float | None = None) -> None
     """Generate the embedded corpus when the recipe points at it and it is not there yet.
 
     With ``hours`` None a complete corpus of any size is used as it is (for example one made
-    with ``python -m d2v_speech.data.minicorpus --pool_hours 10``); with ``hours`` given, a
-    corpus of another size is regenerated.
+    with ``python -m d2v_speech.synthetic.librispeech.generate --pool_hours 10``); with ``hours``
+    given, a corpus of another size is regenerated.
     """
     if os.path.normpath(data_folder) != os.path.normpath(EMBEDDED_CORPUS):
         if not os.path.isdir(data_folder):
             raise FileNotFoundError(f"data_folder {data_folder} does not exist")
         return
-    from d2v_speech.data.minicorpus import STAMP_NAME, generate_corpus
+    from d2v_speech.synthetic.librispeech.generate import STAMP_NAME, generate_corpus
 
     if hours is None and os.path.isfile(os.path.join(data_folder, STAMP_NAME)):
         return
@@ -65,7 +65,7 @@ def prepare_pretraining_data(
     embedded_corpus_hours : float, optional
         Size of a generated embedded corpus (see `ensure_embedded_corpus`).
     """
-    from d2v_speech.data.librispeech import prepare_librispeech
+    from d2v_speech.corpora.librispeech.prepare import prepare_librispeech
 
     ensure_embedded_corpus(data_folder, embedded_corpus_hours)
     splits = list(train_splits) + [valid_split]

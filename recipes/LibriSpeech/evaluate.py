@@ -35,7 +35,7 @@ from d2v_speech.asr.evaluation import collect_log_probs, evaluate_sets
 from d2v_speech.asr.model_io import load_ctc_model
 from d2v_speech.atomic_files import write_text_atomic
 from d2v_speech.checkpoints import CheckpointError
-from d2v_speech.data.librispeech import prepare_librispeech
+from d2v_speech.corpora.librispeech.prepare import prepare_librispeech
 from d2v_speech.lm.ngram import arpa_unigrams, is_arpa, write_lexicon
 from d2v_speech.lm.tuning import tune_lm_weights
 from d2v_speech.training.finetune_setup import build_test_sets, csv_replacements

@@ -21,7 +21,10 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from d2v_speech.atomic_files import write_text_atomic
-from d2v_speech.data.librispeech import prepare_librilight_finetuning, prepare_librispeech
+from d2v_speech.corpora.librispeech.prepare import (
+    prepare_librilight_finetuning,
+    prepare_librispeech,
+)
 from d2v_speech.probe.probe_run import (
     load_frozen_encoder,
     results_markdown,

@@ -27,7 +27,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from d2v_speech.asr.data import CTCCollate
-from d2v_speech.data.switchboard_text import GlmRules, normalize_for_scoring
+from d2v_speech.corpora.switchboard.text_normalization import GlmRules, normalize_for_scoring
 from d2v_speech.training.command_line import check_hparams, parse_recipe_arguments
 from d2v_speech.training.finetune_brain import FineTuneBrain
 from d2v_speech.training.finetune_run import finetune_and_score

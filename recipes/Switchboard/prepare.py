@@ -4,7 +4,7 @@
     python recipes/Switchboard/prepare.py --data_folder data/MiniSwitchboard \
         --save_folder results/swbd_prepared [--train_hours 30] [--force]
 
-See d2v_speech.data.switchboard and docs/switchboard.md.
+See d2v_speech.corpora.switchboard.prepare and docs/switchboard.md.
 """
 
 # isort: off
@@ -13,7 +13,7 @@ import d2v_speech.openmp  # noqa: F401  (before torch: OpenMP threads sleep when
 # isort: on
 import sys
 
-from d2v_speech.data.switchboard import main
+from d2v_speech.corpora.switchboard.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

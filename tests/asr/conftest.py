@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 
 from d2v_speech.asr.vocabulary import LetterVocabulary
-from d2v_speech.data.minicorpus import generate_corpus
-from d2v_speech.data.synth import render_utterance
-from d2v_speech.data.text import load_sentences
-from d2v_speech.data.voices import build_speakers
 from d2v_speech.nn import EncoderConfig
+from d2v_speech.synthetic.fortune_sentences import load_sentences
+from d2v_speech.synthetic.librispeech.generate import generate_corpus
+from d2v_speech.synthetic.tts import render_utterance
+from d2v_speech.synthetic.voices import build_speakers
 
 CSV_FIELDS = ["ID", "duration", "wav", "spk_id", "wrd"]
 NUM_SHORT = 32

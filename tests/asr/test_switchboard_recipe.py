@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import micro_config
 
-from d2v_speech.data.mini_switchboard import generate_mini_switchboard
-from d2v_speech.data.switchboard_text import HESITATIONS
+from d2v_speech.corpora.switchboard.text_normalization import HESITATIONS
+from d2v_speech.synthetic.switchboard import generate_mini_switchboard
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from d2v_speech.data.minicorpus import generate_corpus
+from d2v_speech.synthetic.librispeech.generate import generate_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPE = REPO_ROOT / "recipes" / "LibriSpeech" / "pretrain.py"

@@ -15,7 +15,7 @@ import torch
 import d2v_speech.ssl.cluster_scaler as cluster_scaler_module
 import d2v_speech.ssl.negative_sampler as negative_sampler_module
 from d2v_speech.augment import WaveformAugmenter
-from d2v_speech.data.librispeech import prepare_librispeech
+from d2v_speech.corpora.librispeech.prepare import prepare_librispeech
 from d2v_speech.data.pipelines import CropCollate, PretrainAudioPipeline, load_pretrain_dataset
 from d2v_speech.nn.config import EncoderConfig
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel

@@ -149,6 +149,7 @@ class FineTuneBrain(RecipeBrain):
 
     # ------------------------------------------------------------ optimisation
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
         if not should_step:
             return
         self.hparams.lr_scheduler(self.optimizer, self.optimizer_step)

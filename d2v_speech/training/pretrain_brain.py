@@ -224,6 +224,7 @@ class PretrainBrain(RecipeBrain):
             )
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
         self.averager.add(_scalars(outputs))
         self._interval_audio_seconds += outputs["audio_seconds"]
         if should_step and self.optimizer_step % self.hparams.log_interval == 0:

@@ -4,6 +4,8 @@ run, and freed heap memory handed back to the OS as the run goes (`d2v_speech.he
 
 from __future__ import annotations
 
+import time
+
 import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
@@ -62,6 +64,7 @@ class RecipeBrain(sb.Brain):
         if isinstance(self.optimizer_step_limit, str):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
         self.unreadable_files = 0
+        self._compile_clock: float | None = None  # wall clock at compilation, until the 1st update
         # 0: glibc's own mmap threshold; > 0 bounds the RSS at a CPU cost (d2v_speech.heap)
         self.heap_releaser = HeapReleaser(
             mmap_threshold_mib=getattr(self.hparams, "heap_mmap_threshold_mib", 0)
@@ -80,7 +83,8 @@ class RecipeBrain(sb.Brain):
             raise TooManyUnreadableFilesError(
                 f"{self.unreadable_files} audio files could not be read in this run, more than "
                 f"max_unreadable_files ({limit}); the last: {messages[-1]}. Check the data "
-                "(python -m d2v_speech.data.prepare decodes every file) or raise the limit."
+                "(python -m d2v_speech.corpora.librispeech.command_line decodes every file) or "
+                "raise the limit."
             )
         return isinstance(batch, dict) and not batch.get("id", True)
 
@@ -89,6 +93,15 @@ class RecipeBrain(sb.Brain):
         if self.skip_unreadable(batch):
             return torch.tensor(0.0)
         return super().fit_batch(batch)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if self._compile_clock is not None:
+            start, self._compile_clock = self._compile_clock, None
+            logger.info(
+                "first update with compilation: %.0f s wall (inductor compiles in worker "
+                "processes; its disk cache shortens this when the run resumes)",
+                time.perf_counter() - start,
+            )
 
     def evaluate_batch(self, batch, stage):
         self.heap_releaser.tick()
@@ -101,6 +114,7 @@ class RecipeBrain(sb.Brain):
         if getattr(self.hparams, "compile_transformer_layers", False):
             # after the checkpoint is loaded (compiling changes no parameter or state-dict key)
             count = compile_transformer_layers(self.modules_to_compile())
+            self._compile_clock = time.perf_counter()
             logger.info(
                 "compile_transformer_layers: %d Transformer layers compiled by inductor; the "
                 "first steps compile them (about a minute for the tiny model)",

@@ -21,7 +21,9 @@ def test_compiled_recipe_logs_the_eager_losses(tmp_path, recipe_command, run_rec
         recipe_command(tmp_path / "compiled", compile_transformer_layers="True", **options),
         timeout=600,
     )
-    assert "4 Transformer layers compiled" in result.stdout + result.stderr  # 2 student, 2 teacher
+    log = result.stdout + result.stderr
+    assert "4 Transformer layers compiled" in log  # 2 student, 2 teacher
+    assert "first update with compilation:" in log  # its time is reported
     eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
     assert len(eager) == 3 and len(compiled) == 3
     assert max(abs(a - b) for a, b in zip(eager, compiled, strict=True)) < 1e-4 * abs(eager[0])

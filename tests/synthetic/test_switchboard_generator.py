@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_mini_switchboard_markup import MS98_TOKEN, STM_TOKEN
+from test_switchboard_markup import MS98_TOKEN, STM_TOKEN
 
 from d2v_speech.corpora.switchboard.sphere import read_sphere_header
 from d2v_speech.synthetic.switchboard import generate_mini_switchboard, render

@@ -1,32 +1,24 @@
 """State files of a data preparation: merged JSON objects, written atomically.
 
 Preparations store per-CSV options and summaries in JSON files (``prepare_options.json``,
-``prepare_summary.json``); these helpers read them forgivingly and update them atomically.
+``prepare_summary.json``); they read them with :func:`d2v_speech.atomic_files.read_json` ({} when
+missing or unreadable) and update them atomically here.
 """
 
-import json
 import logging
 from pathlib import Path
 
-from d2v_speech.atomic_files import write_text_atomic
+from d2v_speech.atomic_files import json_text, read_json, write_text_atomic
 
 OPTIONS_NAME = "prepare_options.json"
 SUMMARY_NAME = "prepare_summary.json"
-
-
-def read_json(path: Path) -> dict:
-    """The JSON object stored at ``path``; {} when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def update_json(path: Path, updates: dict) -> None:
     """Merge ``updates`` into the JSON object stored at ``path`` (keys sorted, indented)."""
     content = read_json(path)
     content.update(updates)
-    write_text_atomic(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json_text(content))
 
 
 def store_summaries(

@@ -2,27 +2,13 @@
 for concurrent callers, and a stamp of the settings written last (both synthetic corpora)."""
 
 import fcntl
-import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from d2v_speech.atomic_files import write_text_atomic
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object in ``path``, or None if it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def json_text(data: dict) -> str:
-    """``data`` as stable JSON text (sorted keys, indented, final newline)."""
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+from d2v_speech.atomic_files import json_text, read_json, write_text_atomic
 
 
 def is_stamped(

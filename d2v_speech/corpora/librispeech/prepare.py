@@ -36,6 +36,7 @@ from pathlib import Path
 
 from speechbrain.utils.logger import get_logger
 
+from d2v_speech.atomic_files import read_json
 from d2v_speech.corpora.corpus_scan import (
     CSV_COLUMNS,
     Problem,
@@ -44,12 +45,7 @@ from d2v_speech.corpora.corpus_scan import (
     merge_scans,
     scan_folder,
 )
-from d2v_speech.corpora.prep_state import (
-    OPTIONS_NAME,
-    SUMMARY_NAME,
-    read_json,
-    store_summaries,
-)
+from d2v_speech.corpora.prep_state import OPTIONS_NAME, SUMMARY_NAME, store_summaries
 
 logger = get_logger(__name__)
 

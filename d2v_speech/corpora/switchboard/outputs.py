@@ -15,8 +15,9 @@ from pathlib import Path
 
 from speechbrain.utils.logger import get_logger
 
+from d2v_speech.atomic_files import read_json
 from d2v_speech.corpora.corpus_scan import Problem
-from d2v_speech.corpora.prep_state import OPTIONS_NAME, read_json, store_summaries
+from d2v_speech.corpora.prep_state import OPTIONS_NAME, store_summaries
 from d2v_speech.corpora.switchboard.rows import CSV_COLUMNS, Rows
 
 logger = get_logger(__name__)

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from speechbrain.utils.logger import get_logger
 
-from d2v_speech.corpora.prep_state import OPTIONS_NAME, SUMMARY_NAME, read_json
+from d2v_speech.atomic_files import read_json
+from d2v_speech.corpora.prep_state import OPTIONS_NAME, SUMMARY_NAME
 from d2v_speech.corpora.switchboard.conversations import collect_conversations
 from d2v_speech.corpora.switchboard.hub5 import TEST_CSVS, prepare_eval2000
 from d2v_speech.corpora.switchboard.outputs import is_fresh, write_outputs

@@ -68,7 +68,7 @@ import soundfile as sf
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from d2v_speech.atomic_files import write_text_atomic
+from d2v_speech.atomic_files import json_text, read_json, write_text_atomic
 from d2v_speech.synthetic.fortune_sentences import FORTUNE_DIR, load_sentences
 from d2v_speech.synthetic.librispeech.planning import (
     FINETUNING_DIR,
@@ -76,14 +76,7 @@ from d2v_speech.synthetic.librispeech.planning import (
     Utterance,
     plan_corpus,
 )
-from d2v_speech.synthetic.staging import (
-    exclusive,
-    is_stamped,
-    json_text,
-    open_staging,
-    publish,
-    read_json,
-)
+from d2v_speech.synthetic.staging import exclusive, is_stamped, open_staging, publish
 from d2v_speech.synthetic.tts import SAMPLE_RATE, check_tools, render_utterance, write_flac_atomic
 from d2v_speech.synthetic.voices import (
     write_speaker_table,
@@ -275,11 +268,11 @@ def generate_corpus(
         logger.info(
             "Embedded corpus in %s is complete with these settings; nothing to do.", out_dir
         )
-        return read_json(out_dir / "corpus.json") or {}
+        return read_json(out_dir / "corpus.json")
     with exclusive(out_dir, LOCK_NAME):
         # Another process may have finished the same corpus while this one waited for the lock.
         if not force and is_complete(out_dir, settings):
-            return read_json(out_dir / "corpus.json") or {}
+            return read_json(out_dir / "corpus.json")
         return _generate(out_dir, utterances, settings, seed, jobs, force, progress)
 
 

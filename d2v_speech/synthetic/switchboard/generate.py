@@ -9,16 +9,9 @@ from pathlib import Path
 
 from speechbrain.utils.logger import get_logger
 
-from d2v_speech.atomic_files import write_text_atomic
+from d2v_speech.atomic_files import json_text, read_json, write_text_atomic
 from d2v_speech.synthetic.fortune_sentences import FORTUNE_DIR, load_sentences
-from d2v_speech.synthetic.staging import (
-    exclusive,
-    is_stamped,
-    json_text,
-    open_staging,
-    publish,
-    read_json,
-)
+from d2v_speech.synthetic.staging import exclusive, is_stamped, open_staging, publish
 from d2v_speech.synthetic.switchboard.corpus_layout import (
     LOCK_NAME,
     MANIFEST_NAME,
@@ -103,11 +96,11 @@ def generate_mini_switchboard(
         logger.info(
             "Mini Switchboard in %s is complete with these settings; nothing to do.", out_dir
         )
-        return read_json(out_dir / MANIFEST_NAME) or {}
+        return read_json(out_dir / MANIFEST_NAME)
     with exclusive(out_dir, LOCK_NAME):
         # Another process may have finished the same corpus while this one waited.
         if not force and is_complete(out_dir, settings):
-            return read_json(out_dir / MANIFEST_NAME) or {}
+            return read_json(out_dir / MANIFEST_NAME)
         return _generate(out_dir, specs, caller_of, settings, seed, jobs, force, progress)
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d2v_speech.atomic_files import write_text_atomic
+from d2v_speech.atomic_files import json_text, read_json, write_text_atomic
 from d2v_speech.corpora.switchboard.sphere import write_sphere
-from d2v_speech.synthetic.staging import json_text, read_json
 from d2v_speech.synthetic.switchboard.conversations import Conversation, lay_out, mix_channels
 from d2v_speech.synthetic.switchboard.corpus_layout import PARTS_DIR, SAMPLE_RATE, SIDES
 from d2v_speech.synthetic.switchboard.planning import ConversationSpec, speaker_sex

@@ -41,7 +41,7 @@ lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 corpus: setup
-	$(PY) -m d2v_speech.synthetic.librispeech.generate --out $(CORPUS) $(CORPUS_ARGS)
+	$(PY) -m d2v_speech.synthetic.librispeech --out $(CORPUS) $(CORPUS_ARGS)
 
 # The main job on the embedded corpus: corpus -> CSVs -> tiny pretraining (DEMO_ARM, the
 # SSL-gain benchmark's best arm, for DEMO_UPDATES updates) -> CTC fine-tuning on the
@@ -60,7 +60,7 @@ LM_ARPA := $(LM_DIR)/4gram.arpa
 PRECISION ?= $(shell grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)
 
 pretrain-tiny: corpus
-	$(PY) -m d2v_speech.corpora.librispeech.command_line --data_folder $(CORPUS) --save_folder $(PREPARED)
+	$(PY) -m d2v_speech.corpora.librispeech --data_folder $(CORPUS) --save_folder $(PREPARED)
 	OMP_NUM_THREADS=2 $(PY) recipes/LibriSpeech/pretrain.py hparams/tiny/$(DEMO_ARM).yaml \
 		--optimizer_step_limit=$(DEMO_UPDATES) --precision=$(PRECISION)
 	$(PY) -m d2v_speech.training.summarize $(PRETRAINED)

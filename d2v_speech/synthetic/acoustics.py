@@ -1,4 +1,7 @@
-"""Deterministic acoustic degradations for the "other" sets of the embedded corpus.
+"""Deterministic acoustic degradations for the "other" sets of the embedded corpora.
+
+The mini Switchboard's telephone band and line noise use :func:`band_limit` and
+:func:`colored_noise`; the aqc augmentation (``d2v_speech.augment``) reuses the room model.
 
 Every function takes its randomness from a ``numpy.random.Generator`` the caller seeds per
 utterance, so the same seed gives the same samples regardless of process scheduling.

@@ -1,4 +1,7 @@
-"""English text for the embedded corpus: Debian fortunes normalised like LibriSpeech transcripts.
+"""What the embedded corpora say: Debian fortunes normalised like LibriSpeech transcripts.
+
+Both generators draw their sentences from :func:`load_sentences`; the n-gram LM text
+(``d2v_speech.lm.lm_text``) reads the same fortunes.
 
 A LibriSpeech transcript holds upper-case letters A-Z, apostrophes and single spaces, with numbers
 written out as words. :func:`normalize_transcript` turns one fortune entry into such a line, or

@@ -1,7 +1,10 @@
-"""Text-to-speech for the embedded corpus: espeak-ng / flite -> 16 kHz mono int16 samples -> FLAC.
+"""Text-to-speech for the embedded corpora: espeak-ng / flite -> 16 kHz mono int16 samples -> FLAC.
 
-Both engines are deterministic for fixed settings, all signal processing is numpy/scipy, and
-libsndfile's FLAC encoder writes no time stamps, so a fixed seed gives identical file bytes.
+The LibriSpeech-style generator writes FLAC files (:func:`render_utterance`); the mini Switchboard
+takes the samples (:func:`synthesize`, :func:`trim_silence`, :func:`resample`) into its 8 kHz
+conversations. Both engines are deterministic for fixed settings, all signal processing is
+numpy/scipy, and libsndfile's FLAC encoder writes no time stamps, so a fixed seed gives identical
+file bytes.
 """
 
 import math

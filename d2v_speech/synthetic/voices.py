@@ -1,4 +1,7 @@
-"""The speaker table of the embedded corpus: one synthetic speaker = one fixed TTS voice setting.
+"""The speaker table of the embedded corpora: one synthetic speaker = one fixed TTS voice setting.
+
+The groups are named after the LibriSpeech-style corpus's sets; the mini Switchboard draws its
+callers from the training voices and its Hub5'00 speakers from the held-out groups.
 
 Training ("seen") speakers are espeak-ng English accents x voice variants plus flite voices.
 Held-out ("unseen") speakers, for dev-other and test-other only, use accents *and* variants that no

@@ -23,8 +23,8 @@ def ensure_embedded_corpus(data_folder: str, hours: float | None = None) -> None
     """Generate the embedded corpus when the recipe points at it and it is not there yet.
 
     With ``hours`` None a complete corpus of any size is used as it is (for example one made
-    with ``python -m d2v_speech.synthetic.librispeech.generate --pool_hours 10``); with ``hours``
-    given, a corpus of another size is regenerated.
+    with ``python -m d2v_speech.synthetic.librispeech --pool_hours 10``); with ``hours`` given, a
+    corpus of another size is regenerated.
     """
     if os.path.normpath(data_folder) != os.path.normpath(EMBEDDED_CORPUS):
         if not os.path.isdir(data_folder):

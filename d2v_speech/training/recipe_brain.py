@@ -83,8 +83,7 @@ class RecipeBrain(sb.Brain):
             raise TooManyUnreadableFilesError(
                 f"{self.unreadable_files} audio files could not be read in this run, more than "
                 f"max_unreadable_files ({limit}); the last: {messages[-1]}. Check the data "
-                "(python -m d2v_speech.corpora.librispeech.command_line decodes every file) or "
-                "raise the limit."
+                "(python -m d2v_speech.corpora.librispeech decodes every file) or raise the limit."
             )
         return isinstance(batch, dict) and not batch.get("id", True)
 

@@ -83,8 +83,7 @@ def trained_checkpoint(config: EncoderConfig, aqc: bool = True, seed: int = 0) -
 
 def speech_waveform(num_samples: int = 24000) -> torch.Tensor:
     """(S,) float32 at 16 kHz: an utterance of the embedded corpus (data/MiniLibriSpeech, made
-    by `python -m d2v_speech.synthetic.librispeech.generate`) when there is one, else a vowel-like
-    signal."""
+    by `python -m d2v_speech.synthetic.librispeech`) when there is one, else a vowel-like signal."""
     files = sorted(CORPUS.glob("test-clean/*/*/*.flac"))[:1]
     if files:
         samples, _ = sf.read(files[0], dtype="float32")

@@ -1,8 +1,8 @@
 """Command line: prepare every LibriSpeech split present, and the Libri-light fine-tuning sets.
 
-Usage::
+Usage (``__main__.py`` runs :func:`main`)::
 
-    python -m d2v_speech.corpora.librispeech.command_line --data_folder data/MiniLibriSpeech \\
+    python -m d2v_speech.corpora.librispeech --data_folder data/MiniLibriSpeech \\
         --save_folder results/prepared [--force] [--subset_10m 0] [--no_verify_audio]
 
 The Libri-light sets are prepared when ``--ll_folder`` (default
@@ -38,7 +38,7 @@ def _print_summary(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m d2v_speech.corpora.librispeech.command_line",
+        prog="python -m d2v_speech.corpora.librispeech",
         description="SpeechBrain CSVs for LibriSpeech splits and Libri-light fine-tuning sets.",
     )
     parser.add_argument("--data_folder", required=True, help="LibriSpeech root folder")

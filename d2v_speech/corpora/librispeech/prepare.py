@@ -1,7 +1,7 @@
 """Preparation of LibriSpeech and the Libri-light fine-tuning sets as SpeechBrain CSVs.
 
-Works unchanged on the real corpora and on the embedded one
-(``d2v_speech.synthetic.librispeech.generate``).
+Works unchanged on the real corpora and on the embedded one (``d2v_speech.synthetic.librispeech``).
+The command line is :mod:`d2v_speech.corpora.librispeech.command_line`.
 
 Outputs in ``save_folder``:
 

@@ -1,8 +1,8 @@
 """Embedded corpus generator: a small synthetic LibriSpeech + Libri-light in their exact layouts.
 
-Usage::
+Usage (the package's ``__main__.py`` runs :func:`main`)::
 
-    python -m d2v_speech.synthetic.librispeech.generate --out data/MiniLibriSpeech \
+    python -m d2v_speech.synthetic.librispeech --out data/MiniLibriSpeech \
         [--hours 2.0] [--pool_hours 10 --other_pool_fraction 0.5 --pool_voices 200] \
         [--seed 0] [--jobs 2] [--force]
 
@@ -173,6 +173,8 @@ def summarize(utterances: list[Utterance], num_samples: list[int], settings: dic
     subsets["10h"] = subset((f"{ll}/1h/", f"{ll}/9h/"))
     total_seconds = sum(num_samples) / SAMPLE_RATE
     return {
+        # the generator's name as corpora record it (its module before the move to
+        # d2v_speech.synthetic.librispeech), kept so that the same settings give the same bytes
         "generator": "d2v_speech.data.minicorpus",
         **settings,
         "sample_rate": SAMPLE_RATE,
@@ -337,7 +339,7 @@ def _format_summary(summary: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m d2v_speech.synthetic.librispeech.generate",
+        prog="python -m d2v_speech.synthetic.librispeech",
         description="Generate the embedded synthetic LibriSpeech/Libri-light corpus.",
     )
     parser.add_argument("--out", default="data/MiniLibriSpeech", help="output folder")

@@ -40,10 +40,12 @@ spoken words. Hub5'00 references use the NIST STM conventions, upper case:
 (the voice table's held-out groups: "dev-other" voices for the Switchboard part, "test-other"
 voices for CallHome).
 
-Like :mod:`d2v_speech.synthetic.librispeech.generate`: each conversation has its own random
-generator seeded by (seed, conversation index), so output bytes do not depend on ``jobs``; files go
-to a staging folder that is moved into place when complete, then a stamp records the settings
-so a rerun with the same settings is a fast no-op; an interrupted run resumes from staging.
+Like :mod:`d2v_speech.synthetic.librispeech` (the LibriSpeech-style generator beside it, with
+which it shares ``d2v_speech.synthetic``'s staging, TTS, voice, acoustics and sentence modules):
+each conversation has its own random generator seeded by (seed, conversation index), so output
+bytes do not depend on ``jobs``; files go to a staging folder that is moved into place when
+complete, then a stamp records the settings so a rerun with the same settings is a fast no-op; an
+interrupted run resumes from staging.
 Identical bytes need identical espeak-ng, flite, libsndfile and fortunes versions.
 
 Modules, in the order of the work: ``planning`` (conversations, speaker pairs), ``markup``

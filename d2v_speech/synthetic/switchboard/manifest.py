@@ -60,6 +60,8 @@ def summarize(
             }
         )
     return {
+        # the generator's name as corpora record it (its package before the move to
+        # d2v_speech.synthetic.switchboard), kept so that the same settings give the same bytes
         "generator": "d2v_speech.data.mini_switchboard",
         **settings,
         "sample_rate": SAMPLE_RATE,

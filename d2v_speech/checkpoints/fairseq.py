@@ -155,45 +155,62 @@ def fairseq_cfg_to_encoder_config(
     )
 
 
-_FAIRSEQ_ENCODER_RENAMES = [
-    (re.compile(r"pos_conv\.(\d+)\.0\.(weight|bias)"), r"pos_conv_embed.layers.\1.conv.\2"),
-    (re.compile(r"layer_norm\.(weight|bias)"), r"layer_norm.\1"),
-    (
-        re.compile(r"layers\.(\d+)\.self_attn\.(q|k|v|out)_proj\.(weight|bias)"),
-        r"layers.\1.attention.\2_proj.\3",
-    ),
-    (re.compile(r"layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)"), r"layers.\1.layer_norm.\2"),
-    (
-        re.compile(r"layers\.(\d+)\.fc1\.(weight|bias)"),
-        r"layers.\1.feed_forward.intermediate_dense.\2",
-    ),
-    (re.compile(r"layers\.(\d+)\.fc2\.(weight|bias)"), r"layers.\1.feed_forward.output_dense.\2"),
-    (
-        re.compile(r"layers\.(\d+)\.final_layer_norm\.(weight|bias)"),
-        r"layers.\1.final_layer_norm.\2",
-    ),
-]
-_FAIRSEQ_MODEL_RENAMES = [
-    (
-        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)"),
-        r"feature_extractor.conv_layers.\1.conv.\2",
-    ),
-    # layer_norm mode nests (TransposeLast, LayerNorm, TransposeLast); group_norm mode does not
-    (
-        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)"),
-        r"feature_extractor.conv_layers.\1.layer_norm.\2",
-    ),
-    (
-        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)"),
-        r"feature_extractor.conv_layers.\1.layer_norm.\2",
-    ),
-    (re.compile(r"post_extract_proj\.(weight|bias)"), r"feature_projection.projection.\1"),
-    (re.compile(r"layer_norm\.(weight|bias)"), r"feature_projection.layer_norm.\1"),
-    (re.compile(r"mask_emb"), r"masked_spec_embed"),
-]
+# fairseq data2vec key <-> our key, as templates: {i} a layer index, {p} weight or bias, {q} one of
+# the attention projections. Both directions are derived from these pairs (import and export).
+_PLACEHOLDERS = {"i": r"\d+", "p": "weight|bias", "q": "q|k|v|out"}
+# relative to the Transformer encoder (`encoder.` in both layouts, and fairseq's `_ema`)
+ENCODER_KEY_PAIRS = (
+    ("pos_conv.{i}.0.{p}", "pos_conv_embed.layers.{i}.conv.{p}"),
+    ("layer_norm.{p}", "layer_norm.{p}"),
+    ("layers.{i}.self_attn.{q}_proj.{p}", "layers.{i}.attention.{q}_proj.{p}"),
+    ("layers.{i}.self_attn_layer_norm.{p}", "layers.{i}.layer_norm.{p}"),
+    ("layers.{i}.fc1.{p}", "layers.{i}.feed_forward.intermediate_dense.{p}"),
+    ("layers.{i}.fc2.{p}", "layers.{i}.feed_forward.output_dense.{p}"),
+    ("layers.{i}.final_layer_norm.{p}", "layers.{i}.final_layer_norm.{p}"),
+)
+# outside the Transformer encoder; the CNN blocks' norms depend on the extractor mode (below)
+MODEL_KEY_PAIRS = (
+    ("feature_extractor.conv_layers.{i}.0.{p}", "feature_extractor.conv_layers.{i}.conv.{p}"),
+    ("post_extract_proj.{p}", "feature_projection.projection.{p}"),
+    ("layer_norm.{p}", "feature_projection.layer_norm.{p}"),
+    ("mask_emb", "masked_spec_embed"),
+)
+# the conv block norm sits inside Sequential(TransposeLast, LayerNorm, TransposeLast) at index 2
+# (layer_norm mode) or at index 2 directly (group_norm mode, first block only)
+CONV_NORM_KEYS = {
+    "layer_norm": "feature_extractor.conv_layers.{i}.2.1.{p}",
+    "group_norm": "feature_extractor.conv_layers.{i}.2.{p}",
+}
+OUR_CONV_NORM_KEY = "feature_extractor.conv_layers.{i}.layer_norm.{p}"
+
+RenameTable = list[tuple[re.Pattern, str]]
 
 
-def _rename(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
+def _rule(source: str, target: str) -> tuple[re.Pattern, str]:
+    """A template pair -> (pattern matching `source`, replacement writing `target`)."""
+    pattern = re.escape(source)
+    for name, alternatives in _PLACEHOLDERS.items():
+        pattern = pattern.replace(re.escape(f"{{{name}}}"), f"(?P<{name}>{alternatives})")
+    replacement = target
+    for name in _PLACEHOLDERS:
+        replacement = replacement.replace(f"{{{name}}}", f"\\g<{name}>")
+    return re.compile(pattern), replacement
+
+
+def rename_table(pairs, to_fairseq: bool) -> RenameTable:
+    """Rules from (fairseq, ours) template pairs, in either direction."""
+    return [_rule(ours, theirs) if to_fairseq else _rule(theirs, ours) for theirs, ours in pairs]
+
+
+_FAIRSEQ_ENCODER_RENAMES = rename_table(ENCODER_KEY_PAIRS, to_fairseq=False)
+_FAIRSEQ_MODEL_RENAMES = rename_table(
+    (*MODEL_KEY_PAIRS, *((key, OUR_CONV_NORM_KEY) for key in CONV_NORM_KEYS.values())),
+    to_fairseq=False,
+)
+
+
+def rename_key(key: str, table: RenameTable) -> str | None:
+    """`key` renamed by the first rule whose pattern matches all of it; None if none does."""
     for pattern, replacement in table:
         if pattern.fullmatch(key):
             return pattern.sub(replacement, key)
@@ -203,9 +220,9 @@ def _rename(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
 def rename_fairseq_key(key: str) -> str | None:
     """fairseq model key (no `w2v_encoder.w2v_model.` prefix) -> our key; None if not encoder."""
     if key.startswith("encoder."):
-        renamed = _rename(key[len("encoder.") :], _FAIRSEQ_ENCODER_RENAMES)
+        renamed = rename_key(key[len("encoder.") :], _FAIRSEQ_ENCODER_RENAMES)
         return None if renamed is None else "encoder." + renamed
-    return _rename(key, _FAIRSEQ_MODEL_RENAMES)
+    return rename_key(key, _FAIRSEQ_MODEL_RENAMES)
 
 
 def _teacher_from_fairseq_ema(
@@ -216,7 +233,7 @@ def _teacher_from_fairseq_ema(
         ema = {key[len("encoder.") :]: v for key, v in ema.items() if key.startswith("encoder.")}
     teacher, unknown = {}, []
     for key, value in ema.items():
-        renamed = _rename(key, _FAIRSEQ_ENCODER_RENAMES)
+        renamed = rename_key(key, _FAIRSEQ_ENCODER_RENAMES)
         if renamed is None:
             unknown.append(key)
         else:

@@ -24,13 +24,20 @@ which reproduces fairseq on padded batches.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from d2v_speech.checkpoints.fairseq import (
+    CONV_NORM_KEYS,
+    ENCODER_KEY_PAIRS,
+    MODEL_KEY_PAIRS,
+    OUR_CONV_NORM_KEY,
+    rename_key,
+    rename_table,
+)
 from d2v_speech.checkpoints.loaded import (
     FAIRSEQ_CTC_PREFIX,
     FAIRSEQ_FINETUNED_PREFIX,
@@ -51,56 +58,24 @@ class FormatError(CheckpointError):
     """The checkpoint cannot be written in the requested format (one line, every problem)."""
 
 
-# our key (relative to `encoder.`) -> fairseq key, both relative to the Transformer encoder
-_TO_FAIRSEQ_ENCODER = [
-    (re.compile(r"pos_conv_embed\.layers\.(\d+)\.conv\.(weight|bias)"), r"pos_conv.\1.0.\2"),
-    (re.compile(r"layer_norm\.(weight|bias)"), r"layer_norm.\1"),
-    (
-        re.compile(r"layers\.(\d+)\.attention\.(q|k|v|out)_proj\.(weight|bias)"),
-        r"layers.\1.self_attn.\2_proj.\3",
-    ),
-    (re.compile(r"layers\.(\d+)\.layer_norm\.(weight|bias)"), r"layers.\1.self_attn_layer_norm.\2"),
-    (
-        re.compile(r"layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)"),
-        r"layers.\1.fc1.\2",
-    ),
-    (re.compile(r"layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)"), r"layers.\1.fc2.\2"),
-    (
-        re.compile(r"layers\.(\d+)\.final_layer_norm\.(weight|bias)"),
-        r"layers.\1.final_layer_norm.\2",
-    ),
-]
-# our key -> fairseq key, outside the Transformer encoder; the conv block norm sits at index 2
-# (group_norm mode) or inside Sequential(TransposeLast, LayerNorm, TransposeLast) (layer_norm)
-_TO_FAIRSEQ_MODEL = [
-    (
-        re.compile(r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)"),
-        r"feature_extractor.conv_layers.\1.0.\2",
-    ),
-    (re.compile(r"feature_projection\.projection\.(weight|bias)"), r"post_extract_proj.\1"),
-    (re.compile(r"feature_projection\.layer_norm\.(weight|bias)"), r"layer_norm.\1"),
-    (re.compile(r"masked_spec_embed"), "mask_emb"),
-]
-_CONV_NORM = re.compile(r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)")
-
-
-def _renamed(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
-    for pattern, replacement in table:
-        if pattern.fullmatch(key):
-            return pattern.sub(replacement, key)
-    return None
+# our key -> fairseq key: the inverse of the reader's tables (`fairseq.ENCODER_KEY_PAIRS`, ...)
+_TO_FAIRSEQ_ENCODER = rename_table(ENCODER_KEY_PAIRS, to_fairseq=True)
+_TO_FAIRSEQ_MODEL = rename_table(MODEL_KEY_PAIRS, to_fairseq=True)
+_TO_FAIRSEQ_CONV_NORM = {
+    mode: rename_table([(key, OUR_CONV_NORM_KEY)], to_fairseq=True)
+    for mode, key in CONV_NORM_KEYS.items()
+}
 
 
 def to_fairseq_encoder_key(key: str, extractor_mode: str = "layer_norm") -> str:
     """Our encoder key (`Data2VecAudioModel.state_dict()`) -> fairseq data2vec model key."""
     if key.startswith("encoder."):
-        renamed = _renamed(key[len("encoder.") :], _TO_FAIRSEQ_ENCODER)
+        renamed = rename_key(key[len("encoder.") :], _TO_FAIRSEQ_ENCODER)
         renamed = None if renamed is None else "encoder." + renamed
-    elif (match := _CONV_NORM.fullmatch(key)) is not None:
-        inner = ".2.1." if extractor_mode == "layer_norm" else ".2."
-        renamed = f"feature_extractor.conv_layers.{match.group(1)}{inner}{match.group(2)}"
     else:
-        renamed = _renamed(key, _TO_FAIRSEQ_MODEL)
+        # every extractor mode but layer_norm keeps the first block's GroupNorm at index 2
+        mode = "layer_norm" if extractor_mode == "layer_norm" else "group_norm"
+        renamed = rename_key(key, _TO_FAIRSEQ_CONV_NORM[mode]) or rename_key(key, _TO_FAIRSEQ_MODEL)
     if renamed is None:
         raise FormatError(f"encoder key {key!r} has no place in the fairseq data2vec layout")
     return renamed
@@ -206,7 +181,7 @@ def fairseq_teacher_state(teacher: Mapping[str, torch.Tensor]) -> dict[str, torc
     """Teacher (`TransformerEncoder` keys) -> fairseq `_ema` (keys relative to `encoder.`)."""
     out = {}
     for key, value in teacher.items():
-        renamed = _renamed(key, _TO_FAIRSEQ_ENCODER)
+        renamed = rename_key(key, _TO_FAIRSEQ_ENCODER)
         if renamed is None:
             raise FormatError(f"teacher key {key!r} has no place in the fairseq _ema layout")
         out[renamed] = value

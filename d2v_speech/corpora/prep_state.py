@@ -1,17 +1,30 @@
-"""State files of a data preparation: merged JSON objects, written atomically.
+"""Files of a data preparation, written atomically: its CSVs and its merged JSON state objects.
 
 Preparations store per-CSV options and summaries in JSON files (``prepare_options.json``,
 ``prepare_summary.json``); they read them with :func:`d2v_speech.atomic_files.read_json` ({} when
 missing or unreadable) and update them atomically here.
 """
 
+import csv
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from d2v_speech.atomic_files import json_text, read_json, write_text_atomic
 
 OPTIONS_NAME = "prepare_options.json"
 SUMMARY_NAME = "prepare_summary.json"
+
+
+def write_csv(rows: list[dict], path: Path, columns: Sequence[str]) -> None:
+    """Write rows sorted by ID, atomically (a crash never leaves a half CSV)."""
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, quoting=csv.QUOTE_MINIMAL)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda row: row["ID"]))
+    os.replace(temporary, path)
 
 
 def update_json(path: Path, updates: dict) -> None:

@@ -29,7 +29,6 @@ NaN samples, a wrong sample rate (not 16 kHz), stereo, empty files and clips sho
 CNN's receptive field (400 samples) are problems. ``verify_audio=False`` reads headers only.
 """
 
-import csv
 import os
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from d2v_speech.corpora.corpus_scan import (
     merge_scans,
     scan_folder,
 )
-from d2v_speech.corpora.prep_state import OPTIONS_NAME, SUMMARY_NAME, store_summaries
+from d2v_speech.corpora.prep_state import OPTIONS_NAME, SUMMARY_NAME, store_summaries, write_csv
 
 logger = get_logger(__name__)
 
@@ -65,16 +64,6 @@ LIBRILIGHT_10M_SUBSETS = 6
 
 def _default_workers() -> int:
     return min(8, os.cpu_count() or 1)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    """Write rows sorted by ID, atomically (a crash never leaves a half CSV)."""
-    temporary = path.with_name(path.name + ".part")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, quoting=csv.QUOTE_MINIMAL)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: row["ID"]))
-    os.replace(temporary, path)
 
 
 def _check_durations(min_duration: float | None, max_duration: float | None) -> None:
@@ -152,7 +141,7 @@ def _finish(save_folder: Path, outputs: dict[str, tuple[ScanResult, dict]]) -> d
     summaries = {}
     for csv_name, (scan, options) in outputs.items():
         csv_path = save_folder / csv_name
-        write_csv(scan.rows, csv_path)
+        write_csv(scan.rows, csv_path, CSV_COLUMNS)
         _warn(csv_name, scan)
         summaries[csv_name] = _split_summary(csv_path, scan, options)
     store_summaries(

@@ -7,8 +7,6 @@ crash in between means the next run redoes the work instead of trusting a half r
 
 from __future__ import annotations
 
-import csv
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,20 +15,10 @@ from speechbrain.utils.logger import get_logger
 
 from d2v_speech.atomic_files import read_json
 from d2v_speech.corpora.corpus_scan import Problem
-from d2v_speech.corpora.prep_state import OPTIONS_NAME, store_summaries
+from d2v_speech.corpora.prep_state import OPTIONS_NAME, store_summaries, write_csv
 from d2v_speech.corpora.switchboard.rows import CSV_COLUMNS, Rows
 
 logger = get_logger(__name__)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    """Write rows sorted by ID, atomically (a crash never leaves a half CSV)."""
-    temporary = path.with_name(path.name + ".part")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, quoting=csv.QUOTE_MINIMAL)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: row["ID"]))
-    os.replace(temporary, path)
 
 
 def is_fresh(save_folder: Path, names: Iterable[str], options: dict, force: bool) -> bool:
@@ -72,7 +60,7 @@ def write_outputs(
     """Write each CSV (name -> rows, options, summary extras); returns the new summaries."""
     summaries = {}
     for csv_name, (rows, options, extra) in outputs.items():
-        write_csv(rows.rows, save_folder / csv_name)
+        write_csv(rows.rows, save_folder / csv_name, CSV_COLUMNS)
         _log_problems(csv_name, rows.problems)
         summaries[csv_name] = _summary(save_folder, csv_name, rows, options, extra)
     store_summaries(

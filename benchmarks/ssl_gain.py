@@ -9,7 +9,9 @@ of its YAML measures CPU seconds per update and the fixed start-up cost, and the
 included) spends the budget; the CPU seconds it really used are reported beside it. Every arm
 then gets the same fine-tuning (``finetune_yaml`` at each split's update count) on 10m and 1h,
 with several fine-tuning seeds, and is scored greedy and with the 4-gram LM (weights tuned on
-dev-clean).
+dev-clean) on the test sets, and greedy on dev-clean and dev-other. An arm may be pretrained at
+several budgets (its ``budgets`` in the YAML): the report's dev CER against pretraining CPU time
+then shows how fast it reaches a given quality.
 
     python benchmarks/ssl_gain.py                       # the whole grid, two jobs side by side
     python benchmarks/ssl_gain.py --arms data2vec2 aqc2 scratch --splits 1h --seeds 1
@@ -19,7 +21,7 @@ Jobs run side by side (``--parallel``, one thread each by default) in an order t
 whole seeds first, so a partial run already compares every arm. Killed at any point, a re-run
 skips finished jobs and the recipes resume from their checkpoints. After every job the report is
 rewritten: ``benchmarks/results/ssl_gain.json``, ``ssl_gain.md`` and ``ssl_gain_dev_cer.png``
-(dev-clean CER after fine-tuning against pretraining CPU seconds).
+(dev CER after fine-tuning against pretraining CPU seconds).
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 
 import yaml
 
 from d2v_speech.benchmarking.job_runner import Job, run_jobs
-from d2v_speech.benchmarking.ssl_gain_report import TEST_SETS, write_report
+from d2v_speech.benchmarking.ssl_gain_report import DEV_SETS, TEST_SETS, write_report
 from d2v_speech.training.step_log import JsonLinesLog
 
 logger = logging.getLogger("ssl_gain")
@@ -53,11 +54,19 @@ def finetune_overrides(spec: dict | None) -> list[str]:
     return [] if spec is None else list(spec.get("finetune_overrides", []))
 
 
+def arm_budgets(config: dict, spec: dict | None) -> list[int]:
+    """The pretraining CPU-second budgets of a pretraining arm: its own or the grid's."""
+    return list((spec or {}).get("budgets", config["pretrain_cpu_seconds"]))
+
+
 def load_config(path: Path, args: argparse.Namespace) -> dict:
     """The arms YAML with the command line's choices applied; checks files before any work."""
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if args.budgets:
+    if args.budgets:  # the command line's budgets replace every arm's
         config["pretrain_cpu_seconds"] = args.budgets
+        for spec in config["arms"].values():
+            if spec:
+                spec.pop("budgets", None)
     if args.splits:
         config["splits"] = args.splits
     if args.seeds:
@@ -187,6 +196,26 @@ class Grid:
         return Job(f"finetune/{tag}/{split}/{seed}", commands, folder / "job.json",
                    folder / "job.log", finish, after=after)  # fmt: skip
 
+    def dev_score_job(self, arm: str, budget: int | None, split: str, seed: int) -> Job:
+        """Greedy dev-clean and dev-other scores of a fine-tuned model (its own job, so that
+        models fine-tuned before it existed are scored too)."""
+        tag, _, _ = self.encoder_source(arm, budget)
+        folder = self.work / "finetune" / tag / split / str(seed)
+        out = folder / "eval_dev"
+
+        def commands():
+            return [[self.python, self.recipe("evaluate.py"), str(folder),
+                     "--test_splits", *DEV_SETS, "--output_folder", str(out)]]  # fmt: skip
+
+        def finish(usages):
+            sets = json.loads((out / "results.json").read_text())["sets"]
+            dev = {name: {"cer": sets[name]["cer"], "wer_greedy": sets[name]["wer"]}
+                   for name in DEV_SETS}  # fmt: skip
+            return {"arm": arm, "budget": budget, "split": split, "seed": seed, "dev": dev}
+
+        return Job(f"devscore/{tag}/{split}/{seed}", commands, out / "job.json",
+                   out / "job.log", finish, after=(f"finetune/{tag}/{split}/{seed}",))  # fmt: skip
+
     def probe_job(self, arm: str, budget: int | None, seed: int) -> Job:
         tag, pretrained, after = self.encoder_source(arm, budget)
         folder = self.work / "probe" / tag / str(seed)
@@ -208,30 +237,31 @@ class Grid:
         """Jobs in run order: per seed, per arm (its pretraining before its first fine-tuning)."""
         keyed = []
         arms = self.config["arms"]
-        budgets = self.config["pretrain_cpu_seconds"]
         for a, (arm, spec) in enumerate(arms.items()):
             if is_scratch(spec):
                 continue
             keyed.append(((0, a, -2), self.calibration_job(arm, spec)))
-            for budget in budgets:
+            for budget in arm_budgets(self.config, spec):
                 keyed.append(((0, a, -1), self.pretrain_job(arm, spec, budget)))
         for s, seed in enumerate(self.config["finetune_seeds"]):
             for a, (arm, spec) in enumerate(arms.items()):
+                budgets = [None] if is_scratch(spec) else arm_budgets(self.config, spec)
                 probe_seeds = self.config.get("probe_seeds", self.config["finetune_seeds"])
                 probed = spec is None or spec.get("probe", True)
                 wanted = self.config.get("probe_yaml") and not self.args.no_probe
                 if wanted and probed and seed in probe_seeds:
-                    for budget in [None] if is_scratch(spec) else budgets:
+                    for budget in budgets:
                         keyed.append(((s, a, 0), self.probe_job(arm, budget, seed)))
                 for split in self.config["splits"]:
-                    for budget in [None] if is_scratch(spec) else budgets:
+                    for budget in budgets:
                         keyed.append(((s, a, 0), self.finetune_job(arm, budget, split, seed)))
+                        keyed.append(((s, a, 0), self.dev_score_job(arm, budget, split, seed)))
         keyed.sort(key=lambda item: item[0])  # stable: the inner order stays
         return [job for _, job in keyed]
 
 
 def finetune_metrics(folder: Path, with_lm: bool) -> dict:
-    """Per test set CER, greedy WER, nats/char (and 4-gram WER); dev-clean CER at the end."""
+    """Per test set CER, greedy WER, nats/char (and 4-gram WER)."""
     greedy = json.loads((folder / "results.json").read_text())
     lm = json.loads((folder / "eval_4gram" / "results.json").read_text()) if with_lm else None
     metrics: dict = {}
@@ -244,8 +274,6 @@ def finetune_metrics(folder: Path, with_lm: bool) -> dict:
         }
         if lm is not None:
             metrics[name]["wer_4gram"] = lm["sets"][name]["wer"]
-    valid = [r for r in JsonLinesLog(str(folder / "train_steps.jsonl")).read() if "valid_CER" in r]
-    metrics["dev-clean_cer"] = valid[-1]["valid_CER"] if valid else math.nan
     return metrics
 
 
@@ -276,15 +304,20 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     config = load_config(Path(args.config), args)
     jobs = Grid(config, args).build()
+    results = Path(args.results)
+    settings = {"parallel": args.parallel, "threads": args.threads, "precision": args.precision}
     if not args.report_only:
         done = sum(job.load() is not None for job in jobs)
         logger.info("%d jobs, %d already done; work in %s", len(jobs), done, args.work_dir)
-        failed = run_jobs(jobs, args.parallel, args.threads,
-                          on_done=lambda job: write_report(jobs, config, args))  # fmt: skip
+
+        def report(_job):
+            write_report(jobs, config, results, settings)
+
+        failed = run_jobs(jobs, args.parallel, args.threads, on_done=report)
         if failed:
             logger.error("not finished: %s", ", ".join(failed))
-    write_report(jobs, config, args)
-    logger.info("report: %s", Path(args.results) / "ssl_gain.md")
+    write_report(jobs, config, results, settings)
+    logger.info("report: %s", results / "ssl_gain.md")
     return 0 if args.report_only or not failed else 1
 
 

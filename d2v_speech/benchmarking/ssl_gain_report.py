@@ -1,10 +1,9 @@
 """The SSL-gain benchmark's report: finished jobs' records -> seed summaries, gains over scratch,
-aqc vs data2vec, probe agreement; written as JSON, markdown and a dev-CER plot
-(``benchmarks/ssl_gain.py`` runs the jobs)."""
+aqc vs data2vec, probe agreement, dev CER by pretraining budget; written as JSON, markdown and a
+dev-CER plot (``benchmarks/ssl_gain.py`` runs the jobs)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
@@ -30,24 +29,28 @@ METRICS = (
 )
 # the pairs the paper compares: aqc against data2vec on the same engine
 AQC_PAIRS = (("aqc", "data2vec"), ("aqc2", "data2vec2"))
+# greedy CER of the scored (best-checkpoint) model on the dev sets, from the dev-scoring jobs
+DEV_SETS = ("dev-clean", "dev-other")
+
+
+def finished(jobs: list[Job], kind: str) -> list[dict]:
+    """The saved records of the finished jobs named ``kind/...``."""
+    return [r for job in jobs if job.name.startswith(f"{kind}/") and (r := job.load()) is not None]
 
 
 def cells(jobs: list[Job]) -> dict:
-    """{(arm, budget, split): {"records": [...], "pretrain": record | None}} of finished jobs."""
-    pretrain = {
-        (r["arm"], r["budget"]): r
-        for job in jobs
-        if job.name.startswith("pretrain/") and (r := job.load()) is not None
-    }
+    """{(arm, budget, split): {"records": [...], "dev": [...], "pretrain": record | None}} of
+    finished fine-tuning and dev-scoring jobs."""
+    pretrain = {(r["arm"], r["budget"]): r for r in finished(jobs, "pretrain")}
     grouped: dict = {}
-    for job in jobs:
-        record = job.load()
-        if not job.name.startswith("finetune/") or record is None:
-            continue
-        key = (record["arm"], record["budget"], record["split"])
-        cell = grouped.setdefault(key, {"records": [], "pretrain": pretrain.get(key[:2])})
-        cell["records"].append(record)
-    return grouped
+    for kind, field in (("finetune", "records"), ("devscore", "dev")):
+        for record in finished(jobs, kind):
+            key = (record["arm"], record["budget"], record["split"])
+            cell = grouped.setdefault(
+                key, {"records": [], "dev": [], "pretrain": pretrain.get(key[:2])}
+            )
+            cell[field].append(record)
+    return {key: cell for key, cell in grouped.items() if cell["records"]}
 
 
 PROBE_METRICS = (
@@ -82,7 +85,7 @@ def ranking_agreement(summary: dict, probes: dict, split: str, budget: int) -> d
     arms = [
         (arm, probes[(arm, b)]["ctc/dev-clean/cer"].mean, cell["dev-clean/cer"].mean)
         for (arm, b, s), cell in summary.items()
-        if s == split and b in (budget, None) and (arm, b) in probes
+        if s == split and b in (budget, None) and (arm, b) in probes and cell["dev-clean/cer"]["n"]
     ]
     if len(arms) < 3:
         return {"arms": len(arms), "kendall_tau": None}
@@ -106,14 +109,21 @@ def probe_table(probes: dict) -> list[str]:
     return lines
 
 
-def summarize_cell(records: list[dict]) -> dict:
+def summarize_cell(records: list[dict], dev_records: list[dict]) -> dict:
+    """Seed summaries of a cell's test metrics and of its dev CERs (the dev-scored seeds)."""
     out = {"seeds": sorted(r["seed"] for r in records)}
     for name in TEST_SETS:
         for key, _ in METRICS:
             values = [r["metrics"][name][key] for r in records if key in r["metrics"][name]]
             out[f"{name}/{key}"] = summarize(values)
-    out["dev-clean/cer"] = summarize([r["metrics"]["dev-clean_cer"] for r in records])
+    for name in DEV_SETS:
+        out[f"{name}/cer"] = summarize([r["dev"][name]["cer"] for r in dev_records])
     return out
+
+
+def all_budgets(summary: dict) -> list[int]:
+    """The pretraining budgets of the cells, ascending."""
+    return sorted({b for (_, b, _) in summary if b is not None})
 
 
 def comparisons(summary: dict, split: str, budget: int) -> dict:
@@ -168,7 +178,41 @@ def gains_table(gains: dict) -> list[str]:
     return lines
 
 
-def markdown(summary: dict, probes: dict, config: dict, meta: dict) -> str:
+def results_table(rows: dict) -> list[str]:
+    """Markdown table of one split and budget: per arm its pretraining, dev and test metrics."""
+    header = "| arm | pretraining updates, CPU s |"
+    header += "".join(f" {n} CER |" for n in DEV_SETS)
+    header += "".join(f" {n} {label} |" for n in TEST_SETS for _, label in METRICS)
+    lines = [header, "|---" * (2 + len(DEV_SETS) + len(TEST_SETS) * len(METRICS)) + "|"]
+    for arm, cell in rows.items():
+        pre = cell["pretrain"]
+        used = "-" if pre is None else f"{pre['updates']}, {pre['cpu_seconds']:.0f}"
+        row = f"| {arm} | {used} |" + "".join(f" {cell[f'{n}/cer'].show()} |" for n in DEV_SETS)
+        row += "".join(
+            f" {cell[f'{n}/{key}'].show(3 if key == 'nats_per_char' else 2)} |"
+            for n in TEST_SETS
+            for key, _ in METRICS
+        )
+        lines.append(row)
+    return lines
+
+
+def budget_table(summary: dict) -> list[str]:
+    """Markdown rows: dev CER of every arm at every pretraining budget it ran (time to quality)."""
+    lines = [
+        "| split | arm | budget CPU s | pretraining CPU s used | "
+        + " | ".join(f"{n} CER" for n in DEV_SETS) + " |",
+        "|---" * (4 + len(DEV_SETS)) + "|",
+    ]  # fmt: skip
+    for (arm, budget, split), cell in sorted(summary.items(), key=lambda kv: str(kv[0])):
+        pre = cell["pretrain"]
+        used = "-" if pre is None else f"{pre['cpu_seconds']:.0f}"
+        shown = " | ".join(cell[f"{n}/cer"].show() for n in DEV_SETS)
+        lines.append(f"| {split} | {arm} | {budget or '-'} | {used} | {shown} |")
+    return lines
+
+
+def markdown(summary: dict, probes: dict, splits: list[str], meta: dict) -> str:
     lines = [
         "# SSL gain on the embedded corpus",
         "",
@@ -176,29 +220,17 @@ def markdown(summary: dict, probes: dict, config: dict, meta: dict) -> str:
         f"{meta['parallel']} jobs side by side, {meta['threads']} thread(s) each, "
         f"{meta['precision']}; {meta['jobs_done']} of {meta['jobs_total']} jobs done, "
         f"{meta['cpu_hours']:.2f} CPU hours. Mean ± sample std over fine-tuning seeds (n); "
-        "lower is better everywhere.",
+        "lower is better everywhere. Dev CER: greedy, of the model scored on the test sets.",
         "",
     ]
-    for split in config["splits"]:
-        for budget in config["pretrain_cpu_seconds"]:
+    for split in splits:
+        for budget in all_budgets(summary):
             rows = {a: c for (a, b, s), c in summary.items() if s == split and b in (budget, None)}
-            if not rows:
+            if not any(b == budget for (_, b, s) in summary if s == split):
                 continue
             lines += [f"## {split} fine-tuning, pretraining budget {budget} CPU s", ""]
-            header = "| arm | pretraining updates, CPU s | dev-clean CER |"
-            header += "".join(f" {n} {label} |" for n in TEST_SETS for _, label in METRICS)
-            lines += [header, "|---" * (3 + len(TEST_SETS) * len(METRICS)) + "|"]
-            for arm, cell in rows.items():
-                pre = cell["pretrain"]
-                used = "-" if pre is None else f"{pre['updates']}, {pre['cpu_seconds']:.0f}"
-                row = f"| {arm} | {used} | {cell['dev-clean/cer'].show()} |"
-                row += "".join(
-                    f" {cell[f'{n}/{key}'].show(3 if key == 'nats_per_char' else 2)} |"
-                    for n in TEST_SETS
-                    for key, _ in METRICS
-                )
-                lines.append(row)
-            lines += ["", *gains_table(comparisons(summary, split, budget)), ""]
+            lines += [*results_table(rows), ""]
+            lines += [*gains_table(comparisons(summary, split, budget)), ""]
             agreement = ranking_agreement(summary, probes, split, budget)
             if agreement["kendall_tau"] is not None:
                 lines += [
@@ -208,6 +240,7 @@ def markdown(summary: dict, probes: dict, config: dict, meta: dict) -> str:
                     f"{' < '.join(agreement['finetune_order'])}.",
                     "",
                 ]
+    lines += ["## Dev CER by pretraining budget", "", *budget_table(summary), ""]
     if probes:
         lines += [
             "## Frozen-encoder probes (recipes/LibriSpeech/probe.py)",
@@ -217,25 +250,25 @@ def markdown(summary: dict, probes: dict, config: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(jobs: list[Job], config: dict, args: argparse.Namespace) -> None:
+def write_report(jobs: list[Job], config: dict, results_dir: Path, run_settings: dict) -> None:
+    """Tables and plot from the finished jobs: ``results_dir``/ssl_gain.{json,md} and
+    ssl_gain_dev_cer.png; ``run_settings``: parallel, threads and precision, as run."""
     grouped = cells(jobs)
     probes = probe_cells(jobs)
     summary = {
-        key: {**summarize_cell(cell["records"]), "pretrain": cell["pretrain"]}
+        key: {**summarize_cell(cell["records"], cell["dev"]), "pretrain": cell["pretrain"]}
         for key, cell in grouped.items()
     }
     cpu = sum(r["cpu_seconds"] for job in jobs if (r := job.load()) is not None)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
-        "parallel": args.parallel,
-        "threads": args.threads,
-        "precision": args.precision,
+        **run_settings,
         "cpu_hours": cpu / 3600,
         "jobs_done": sum(job.load() is not None for job in jobs),
         "jobs_total": len(jobs),
     }
-    out = Path(args.results)
+    keys = [(split, budget) for split in config["splits"] for budget in all_budgets(summary)]
     payload = {
         "meta": meta,
         "config": config,
@@ -243,51 +276,51 @@ def write_report(jobs: list[Job], config: dict, args: argparse.Namespace) -> Non
             {"arm": a, "budget": b, "split": s, **cell}
             for (a, b, s), cell in sorted(summary.items(), key=str)
         ],
-        "comparisons": {
-            f"{split}/{budget}": comparisons(summary, split, budget)
-            for split in config["splits"]
-            for budget in config["pretrain_cpu_seconds"]
-        },
+        "comparisons": {f"{s}/{b}": comparisons(summary, s, b) for s, b in keys},
         "probes": [
             {"arm": a, "budget": b, **cell} for (a, b), cell in sorted(probes.items(), key=str)
         ],
         "probe_ranking_agreement": {
-            f"{split}/{budget}": ranking_agreement(summary, probes, split, budget)
-            for split in config["splits"]
-            for budget in config["pretrain_cpu_seconds"]
+            f"{s}/{b}": ranking_agreement(summary, probes, s, b) for s, b in keys
         },
     }
+    out = Path(results_dir)
     write_text_atomic(out / "ssl_gain.json", json.dumps(payload, indent=2, default=str) + "\n")
-    write_text_atomic(out / "ssl_gain.md", markdown(summary, probes, config, meta))
+    write_text_atomic(out / "ssl_gain.md", markdown(summary, probes, config["splits"], meta))
     plot_dev_cer(summary, out / "ssl_gain_dev_cer.png")
 
 
 def plot_dev_cer(summary: dict, path: Path) -> None:
-    """Dev-clean CER after fine-tuning against the pretraining CPU seconds, one line per arm."""
+    """Dev CER (clean and other) after fine-tuning against the pretraining CPU seconds, one line
+    per arm, one column per split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
-    for ax, split in zip(axes[0], ("10m", "1h")):
-        arms = sorted({a for (a, _, s) in summary if s == split})
-        for arm in arms:
-            points = sorted(
-                (0.0 if c["pretrain"] is None else c["pretrain"]["cpu_seconds"], c["dev-clean/cer"])
-                for (a, _, s), c in summary.items()
-                if a == arm and s == split
-            )
-            xs = [x for x, _ in points]
-            ys = [y.mean for _, y in points]
-            errs = [0.0 if math.isnan(y.std) else y.std for _, y in points]
-            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=arm)
-        ax.set_title(f"{split} fine-tuning")
-        ax.set_xlabel("pretraining CPU seconds")
-        ax.set_ylabel("dev-clean CER % (mean ± std over seeds)")
-        ax.grid(alpha=0.3)
-        if arms:
-            ax.legend()
+    figure, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
+    for row, dev in zip(axes, DEV_SETS):
+        for ax, split in zip(row, ("10m", "1h")):
+            arms = sorted({a for (a, _, s) in summary if s == split})
+            for arm in arms:
+                points = sorted(
+                    (
+                        0.0 if c["pretrain"] is None else c["pretrain"]["cpu_seconds"],
+                        c[f"{dev}/cer"],
+                    )
+                    for (a, _, s), c in summary.items()
+                    if a == arm and s == split and c[f"{dev}/cer"]["n"]
+                )
+                xs = [x for x, _ in points]
+                ys = [y.mean for _, y in points]
+                errs = [0.0 if math.isnan(y.std) else y.std for _, y in points]
+                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=arm)
+            ax.set_title(f"{split} fine-tuning, {dev}")
+            ax.set_xlabel("pretraining CPU seconds")
+            ax.set_ylabel(f"{dev} CER % (mean ± std over seeds)")
+            ax.grid(alpha=0.3)
+            if arms:
+                ax.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

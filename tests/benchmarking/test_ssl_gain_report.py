@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = {"parallel": 2, "threads": 1, "precision": "fp32"}
 
 
 def load_script():
@@ -26,31 +27,45 @@ def fake_metrics(cer: float) -> dict:
                "nats_per_char": cer / 30 + k}
         for k, name in enumerate(("test-clean", "test-other"))
     }  # fmt: skip
-    return {**sets, "dev-clean_cer": cer - 1}
+    return sets
+
+
+def fake_dev(cer: float) -> dict:
+    """A dev-scoring record's sets: dev-clean 1 point below the test CER, dev-other 3 above."""
+    return {"dev-clean": {"cer": cer - 1, "wer_greedy": 2 * cer}, "dev-other": {"cer": cer + 3,
+            "wer_greedy": 2 * cer + 6}}  # fmt: skip
 
 
 def test_grid_order_budgets_and_report(tmp_path):
     ssl_gain = load_script()
     args = ssl_gain.parse_args(
         ["--arms", "aqc2", "scratch", "data2vec2", "--splits", "1h", "--seeds", "3",
-         "--work_dir", str(tmp_path / "work"), "--results", str(tmp_path / "out"), "--no_lm"]
+         "--budgets", "2638", "--work_dir", str(tmp_path / "work"), "--results",
+         str(tmp_path / "out"), "--no_lm"]
     )  # fmt: skip
     config = ssl_gain.load_config(Path(args.config), args)
     jobs = ssl_gain.Grid(config, args).build()
     names = [job.name for job in jobs]
-    # a pretraining arm is calibrated, pretrained, then fine-tuned; whole seeds come first
-    assert names[:7] == [
+    # a pretraining arm is calibrated, pretrained, then fine-tuned and dev-scored; whole seeds
+    # come first
+    assert names[:9] == [
         "calibrate/aqc2",
         "pretrain/aqc2_2638",
         "probe/aqc2_2638/1",
         "finetune/aqc2_2638/1h/1",
+        "devscore/aqc2_2638/1h/1",
         "probe/scratch/1",
         "finetune/scratch/1h/1",
+        "devscore/scratch/1h/1",
         "calibrate/data2vec2",
     ]
     assert names.index("finetune/data2vec2_2638/1h/1") < names.index("finetune/aqc2_2638/1h/2")
-    # calibration + pretraining of 2 arms, 3 arms x 3 seeds of fine-tuning, probes on seed 1 only
-    assert len(names) == 2 * 2 + 3 * 3 + 3
+    # calibration + pretraining of 2 arms, 3 arms x 3 seeds of fine-tuning and of dev scoring,
+    # probes on seed 1 only
+    assert len(names) == 2 * 2 + 2 * 3 * 3 + 3
+    dev_command = jobs[names.index("devscore/aqc2_2638/1h/1")].commands()[0]
+    finetuned = str(tmp_path / "work" / "finetune" / "aqc2_2638" / "1h" / "1")
+    assert dev_command[2:6] == [finetuned, "--test_splits", "dev-clean", "dev-other"]
     assert sorted(n for n in names if n.startswith("probe/")) == [
         "probe/aqc2_2638/1", "probe/data2vec2_2638/1", "probe/scratch/1"
     ]  # fmt: skip
@@ -79,6 +94,12 @@ def test_grid_order_budgets_and_report(tmp_path):
             record = {"arm": arm, "budget": None if arm == "scratch" else 2638, "split": split,
                       "seed": int(seed), "metrics": fake_metrics(cers[arm][int(seed) - 1]),
                       "cpu_seconds": 100.0}  # fmt: skip
+        elif job.name.startswith("devscore/"):
+            _, tag, split, seed = job.name.split("/")
+            arm = tag.split("_")[0]
+            record = {"arm": arm, "budget": None if arm == "scratch" else 2638, "split": split,
+                      "seed": int(seed), "dev": fake_dev(cers[arm][int(seed) - 1]),
+                      "cpu_seconds": 10.0}  # fmt: skip
         elif job.name.startswith("probe/"):
             _, tag, seed = job.name.split("/")
             arm = tag.split("_")[0]
@@ -91,7 +112,7 @@ def test_grid_order_budgets_and_report(tmp_path):
         else:
             record = {"cpu_seconds": 50.0}
         job.done_file.write_text(json.dumps(record))
-    ssl_gain.write_report(jobs, config, args)
+    ssl_gain.write_report(jobs, config, tmp_path / "out", SETTINGS)
 
     report = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())
     by_arm = {cell["arm"]: cell for cell in report["cells"]}
@@ -114,7 +135,8 @@ def test_grid_order_budgets_and_report(tmp_path):
     assert agreement["finetune_order"][0] == "aqc2"
     assert agreement["kendall_tau"] < 0.5
     markdown = (tmp_path / "out" / "ssl_gain.md").read_text()
-    assert "| aqc2 | 2000, 2650 | 34.50 ± 0.50 (3) |" in markdown
+    assert "| aqc2 | 2000, 2650 | 34.50 ± 0.50 (3) | 38.50 ± 0.50 (3) |" in markdown
+    assert math.isclose(by_arm["scratch"]["dev-other/cer"]["mean"], 44.0)
     assert (tmp_path / "out" / "ssl_gain_dev_cer.png").stat().st_size > 1000
 
 
@@ -128,7 +150,7 @@ def test_scratch_variants_are_all_beaten_or_not(tmp_path):
         "scratch": None,
         "scratch_unfrozen": {"finetune_overrides": ["--freeze_transformer_updates=0"],
                              "probe": False},
-        "aqc2": config["arms"]["aqc2"],
+        "aqc2": {**config["arms"]["aqc2"], "budgets": [2638]},
     }  # fmt: skip
     config_file.write_text(yaml.safe_dump(config))
     args = ssl_gain.parse_args(
@@ -155,12 +177,16 @@ def test_scratch_variants_are_all_beaten_or_not(tmp_path):
             seed = int(name.split("/")[-1])
             record.update(budget=None if arm != "aqc2" else 2638, split="1h", seed=seed,
                           metrics=fake_metrics(cers[arm][seed - 1]))  # fmt: skip
+        elif kind == "devscore":
+            seed = int(name.split("/")[-1])
+            record.update(budget=None if arm != "aqc2" else 2638, split="1h", seed=seed,
+                          dev=fake_dev(cers[arm][seed - 1]))  # fmt: skip
         elif kind == "probe":
             probe = {"ctc": {"dev-clean": {"cer": 80.0}, "dev-other": {"cer": 85.0}},
                      "speaker": {"accuracy": 50.0}}  # fmt: skip
             record.update(budget=None, seed=1, probe=probe)
         job.done_file.write_text(json.dumps(record))
-    ssl_gain.write_report(list(jobs.values()), config, args)
+    ssl_gain.write_report(list(jobs.values()), config, tmp_path / "out", SETTINGS)
     gains = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())["comparisons"]["1h/2638"]
     # over the better scratch arm (unfrozen, mean 36.5), not the plateaued one (mean 70)
     expected = (36.5 - 30.5) / 36.5 * 100
@@ -174,6 +200,49 @@ def test_scratch_variants_are_all_beaten_or_not(tmp_path):
         record["metrics"] = fake_metrics(cers["aqc2"][seed - 1])
         job.done_file.write_text(json.dumps(record))
         job.record = None  # the job caches what it read
-    ssl_gain.write_report(list(jobs.values()), config, args)
+    ssl_gain.write_report(list(jobs.values()), config, tmp_path / "out", SETTINGS)
     gains = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())["comparisons"]["1h/2638"]
     assert gains["clearly_beats_scratch"] == {"aqc2": False}
+
+
+def test_arm_budgets_and_dev_cer_by_budget(tmp_path):
+    """An arm with its own budgets is pretrained and fine-tuned at each; the report's budget
+    table and JSON give its dev CER per budget; --budgets on the command line replaces them."""
+    ssl_gain = load_script()
+    common = ["--arms", "aqc2", "scratch", "--splits", "1h", "--seeds", "1", "--no_lm",
+              "--no_probe", "--work_dir", str(tmp_path / "work")]  # fmt: skip
+    args = ssl_gain.parse_args(common)
+    config = ssl_gain.load_config(Path(args.config), args)
+    assert config["arms"]["aqc2"]["budgets"] == [1319, 2638]  # benchmarks/ssl_gain.yaml
+    jobs = ssl_gain.Grid(config, args).build()
+    assert [j.name for j in jobs if not j.name.startswith("devscore/")] == [
+        "calibrate/aqc2", "pretrain/aqc2_1319", "pretrain/aqc2_2638", "finetune/aqc2_1319/1h/1",
+        "finetune/aqc2_2638/1h/1", "finetune/scratch/1h/1",
+    ]  # fmt: skip
+    overridden = ssl_gain.load_config(
+        Path(args.config), ssl_gain.parse_args([*common, "--budgets", "500"])
+    )
+    names = [j.name for j in ssl_gain.Grid(overridden, args).build()]
+    assert "pretrain/aqc2_500" in names and "pretrain/aqc2_1319" not in names
+
+    dev_cer = {"aqc2_1319": 40.0, "aqc2_2638": 35.0, "scratch": 50.0}
+    for job in jobs:
+        job.done_file.parent.mkdir(parents=True, exist_ok=True)
+        kind, tag = job.name.split("/")[:2]
+        budget = int(tag.split("_")[1]) if tag.startswith("aqc2_") else None
+        record = {"arm": tag.split("_")[0], "budget": budget, "cpu_seconds": 5.0}
+        if kind == "pretrain":
+            record.update(updates=budget // 2, cpu_seconds=budget + 3.0)
+        elif kind == "finetune":
+            record.update(split="1h", seed=1, metrics=fake_metrics(dev_cer[tag] + 1))
+        elif kind == "devscore":
+            record.update(split="1h", seed=1, dev=fake_dev(dev_cer[tag] + 1))
+        job.done_file.write_text(json.dumps(record))
+    ssl_gain.write_report(jobs, config, tmp_path / "out", SETTINGS)
+    report = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())
+    dev_other = {(c["arm"], c["budget"]): c["dev-other/cer"]["mean"] for c in report["cells"]}
+    assert dev_other == {("aqc2", 1319): 44.0, ("aqc2", 2638): 39.0, ("scratch", None): 54.0}
+    assert set(report["comparisons"]) == {"1h/1319", "1h/2638"}
+    markdown = (tmp_path / "out" / "ssl_gain.md").read_text()
+    assert "## 1h fine-tuning, pretraining budget 1319 CPU s" in markdown
+    assert "| 1h | aqc2 | 1319 | 1322 | 40.00 (1) | 44.00 (1) |" in markdown

@@ -88,18 +88,16 @@ def test_grid_order_budgets_and_report(tmp_path):
         if job.name.startswith("pretrain/"):
             arm = job.name.split("/")[1].split("_")[0]
             record = {"arm": arm, "budget": 2638, "updates": 2000, "cpu_seconds": 2650.0}
-        elif job.name.startswith("finetune/"):
-            _, tag, split, seed = job.name.split("/")
+        elif job.name.startswith(("finetune/", "devscore/")):
+            kind, tag, split, seed = job.name.split("/")
             arm = tag.split("_")[0]
+            cer = cers[arm][int(seed) - 1]
             record = {"arm": arm, "budget": None if arm == "scratch" else 2638, "split": split,
-                      "seed": int(seed), "metrics": fake_metrics(cers[arm][int(seed) - 1]),
-                      "cpu_seconds": 100.0}  # fmt: skip
-        elif job.name.startswith("devscore/"):
-            _, tag, split, seed = job.name.split("/")
-            arm = tag.split("_")[0]
-            record = {"arm": arm, "budget": None if arm == "scratch" else 2638, "split": split,
-                      "seed": int(seed), "dev": fake_dev(cers[arm][int(seed) - 1]),
-                      "cpu_seconds": 10.0}  # fmt: skip
+                      "seed": int(seed), "cpu_seconds": 100.0}  # fmt: skip
+            if kind == "finetune":
+                record["metrics"] = fake_metrics(cer)
+            else:
+                record["dev"] = fake_dev(cer)
         elif job.name.startswith("probe/"):
             _, tag, seed = job.name.split("/")
             arm = tag.split("_")[0]

@@ -197,6 +197,22 @@ def results_table(rows: dict) -> list[str]:
     return lines
 
 
+def budget_overruns(rows: dict, budget: int, tolerance: float = 0.1) -> list[str]:
+    """Lines naming the arms whose pretraining used more than ``tolerance`` off ``budget``.
+
+    The update count comes from a short calibration run; CPU seconds per update rise when other
+    jobs share the cores (caches, memory bandwidth), so an arm calibrated alone can overspend."""
+    lines = []
+    for arm, cell in rows.items():
+        pre = cell["pretrain"]
+        if pre is not None and abs(pre["cpu_seconds"] / budget - 1) > tolerance:
+            lines.append(
+                f"Note: {arm} used {pre['cpu_seconds']:.0f} CPU s for its {pre['updates']} "
+                f"updates, {pre['cpu_seconds'] / budget - 1:+.0%} off the {budget} s budget."
+            )
+    return lines
+
+
 def budget_table(summary: dict) -> list[str]:
     """Markdown rows: dev CER of every arm at every pretraining budget it ran (time to quality)."""
     lines = [
@@ -230,6 +246,8 @@ def markdown(summary: dict, probes: dict, splits: list[str], meta: dict) -> str:
                 continue
             lines += [f"## {split} fine-tuning, pretraining budget {budget} CPU s", ""]
             lines += [*results_table(rows), ""]
+            if overruns := budget_overruns(rows, budget):
+                lines += [*overruns, ""]
             lines += [*gains_table(comparisons(summary, split, budget)), ""]
             agreement = ranking_agreement(summary, probes, split, budget)
             if agreement["kendall_tau"] is not None:

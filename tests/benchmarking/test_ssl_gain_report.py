@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from d2v_speech.benchmarking import ssl_gain_report
+
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"parallel": 2, "threads": 1, "precision": "fp32"}
 
@@ -244,3 +246,8 @@ def test_arm_budgets_and_dev_cer_by_budget(tmp_path):
     markdown = (tmp_path / "out" / "ssl_gain.md").read_text()
     assert "## 1h fine-tuning, pretraining budget 1319 CPU s" in markdown
     assert "| 1h | aqc2 | 1319 | 1322 | 40.00 (1) | 44.00 (1) |" in markdown
+    assert "Note: aqc2" not in markdown  # 1322 and 2641 CPU s: within 10 % of the budgets
+    overspent = {"aqc2": {"pretrain": {"updates": 100, "cpu_seconds": 3200.0}}}
+    assert ssl_gain_report.budget_overruns(overspent, 2638) == [
+        "Note: aqc2 used 3200 CPU s for its 100 updates, +21% off the 2638 s budget."
+    ]

@@ -16,6 +16,7 @@ then shows how fast it reaches a given quality.
     python benchmarks/ssl_gain.py                       # the whole grid, two jobs side by side
     python benchmarks/ssl_gain.py --arms data2vec2 aqc2 scratch --splits 1h --seeds 1
     python benchmarks/ssl_gain.py --report_only         # tables and plot from what has finished
+    python benchmarks/ssl_gain.py --only 'devscore/*'   # run only some jobs (the report covers all)
 
 Jobs run side by side (``--parallel``, one thread each by default) in an order that completes
 whole seeds first, so a partial run already compares every arm. Killed at any point, a re-run
@@ -30,6 +31,7 @@ import argparse
 import json
 import logging
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import yaml
@@ -277,6 +279,24 @@ def finetune_metrics(folder: Path, with_lm: bool) -> dict:
     return metrics
 
 
+def select_jobs(jobs: list[Job], patterns: list[str] | None) -> list[Job]:
+    """The jobs to run: those matching ``patterns`` (all when None) whose prerequisites are done
+    or selected too, plus the finished ones (so that dependencies resolve)."""
+    if not patterns:
+        return jobs
+    done = {job.name for job in jobs if job.load() is not None}
+    chosen = {job.name for job in jobs if any(fnmatch(job.name, p) for p in patterns)} - done
+    while True:  # drop chosen jobs that wait for a job that will not run
+        blocked = {
+            job.name for job in jobs if job.name in chosen and not set(job.after) <= done | chosen
+        }
+        if not blocked:
+            break
+        logger.info("not selected, waiting for unselected jobs: %s", ", ".join(sorted(blocked)))
+        chosen -= blocked
+    return [job for job in jobs if job.name in chosen | done]
+
+
 # ------------------------------------------------------------------------- main
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -296,6 +316,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--finetune_overrides", nargs="*", default=[], help="e.g. --max_update=500")
     parser.add_argument("--no_probe", action="store_true", help="skip the frozen-encoder probes")
     parser.add_argument("--report_only", action="store_true")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="GLOB",
+        help="run only the jobs whose name matches, e.g. 'devscore/*'",
+    )
     return parser.parse_args(argv)
 
 
@@ -313,7 +339,7 @@ def main(argv=None) -> int:
         def report(_job):
             write_report(jobs, config, results, settings)
 
-        failed = run_jobs(jobs, args.parallel, args.threads, on_done=report)
+        failed = run_jobs(select_jobs(jobs, args.only), args.parallel, args.threads, on_done=report)
         if failed:
             logger.error("not finished: %s", ", ".join(failed))
     write_report(jobs, config, results, settings)

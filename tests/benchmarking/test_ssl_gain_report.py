@@ -251,3 +251,32 @@ def test_arm_budgets_and_dev_cer_by_budget(tmp_path):
     assert ssl_gain_report.budget_overruns(overspent, 2638) == [
         "Note: aqc2 used 3200 CPU s for its 100 updates, +21% off the 2638 s budget."
     ]
+
+
+def test_only_runs_matching_jobs_whose_prerequisites_will_be_there(tmp_path):
+    """--only: the matching jobs run if what they wait for is done or selected too; finished
+    jobs stay in the list so that dependencies resolve."""
+    ssl_gain = load_script()
+
+    def job(name, after=(), done=False):
+        folder = tmp_path / name.replace("/", "_")
+        folder.mkdir()
+        if done:
+            (folder / "job.json").write_text("{}")
+        return ssl_gain.Job(name, list, folder / "job.json", folder / "job.log", after=after)
+
+    jobs = [
+        job("pretrain/a", done=True),
+        job("finetune/a/1", ("pretrain/a",), done=True),
+        job("devscore/a/1", ("finetune/a/1",)),
+        job("finetune/a/2", ("pretrain/a",)),
+        job("devscore/a/2", ("finetune/a/2",)),
+        job("pretrain/b"),
+        job("finetune/b/1", ("pretrain/b",)),
+    ]
+    names = [j.name for j in ssl_gain.select_jobs(jobs, ["devscore/*"])]
+    # devscore/a/2 waits for a fine-tuning that is neither done nor selected: left out
+    assert names == ["pretrain/a", "finetune/a/1", "devscore/a/1"]
+    names = [j.name for j in ssl_gain.select_jobs(jobs, ["*/a/2", "devscore/*"])]
+    assert names == ["pretrain/a", "finetune/a/1", "devscore/a/1", "finetune/a/2", "devscore/a/2"]
+    assert ssl_gain.select_jobs(jobs, None) == jobs

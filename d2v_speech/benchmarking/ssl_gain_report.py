@@ -317,6 +317,8 @@ def plot_dev_cer(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
+    # one colour per arm in every panel
+    colours = {arm: f"C{i}" for i, arm in enumerate(sorted({a for (a, _, _) in summary}))}
     for row, dev in zip(axes, DEV_SETS):
         for ax, split in zip(row, ("10m", "1h")):
             arms = sorted({a for (a, _, s) in summary if s == split})
@@ -332,7 +334,7 @@ def plot_dev_cer(summary: dict, path: Path) -> None:
                 xs = [x for x, _ in points]
                 ys = [y.mean for _, y in points]
                 errs = [0.0 if math.isnan(y.std) else y.std for _, y in points]
-                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=arm)
+                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=arm, color=colours[arm])
             ax.set_title(f"{split} fine-tuning, {dev}")
             ax.set_xlabel("pretraining CPU seconds")
             ax.set_ylabel(f"{dev} CER % (mean ± std over seeds)")

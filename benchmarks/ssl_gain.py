@@ -148,6 +148,10 @@ class Grid:
     def pretrain_folder(self, arm: str, budget: int) -> Path:
         return self.work / "pretrain" / f"{arm}_{budget}"
 
+    def finetune_folder(self, tag: str, split: str, seed: int) -> Path:
+        """Where a fine-tuning (and its dev scoring, under eval_dev/) writes."""
+        return self.work / "finetune" / tag / split / str(seed)
+
     def pretrain_job(self, arm: str, spec: dict, budget: int) -> Job:
         folder = self.pretrain_folder(arm, budget)
         calibration = self.work / "calibrate" / arm / "job.json"
@@ -176,7 +180,7 @@ class Grid:
     def finetune_job(self, arm: str, budget: int | None, split: str, seed: int) -> Job:
         tag, pretrained, after = self.encoder_source(arm, budget)
         arm_overrides = finetune_overrides(self.config["arms"][arm])
-        folder = self.work / "finetune" / tag / split / str(seed)
+        folder = self.finetune_folder(tag, split, seed)
 
         def commands():
             finetune = [self.python, self.recipe("finetune.py"),
@@ -202,7 +206,7 @@ class Grid:
         """Greedy dev-clean and dev-other scores of a fine-tuned model (its own job, so that
         models fine-tuned before it existed are scored too)."""
         tag, _, _ = self.encoder_source(arm, budget)
-        folder = self.work / "finetune" / tag / split / str(seed)
+        folder = self.finetune_folder(tag, split, seed)
         out = folder / "eval_dev"
 
         def commands():

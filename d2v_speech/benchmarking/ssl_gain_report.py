@@ -63,10 +63,8 @@ PROBE_METRICS = (
 def probe_cells(jobs: list[Job]) -> dict:
     """{(arm, budget): {metric: SeedSummary}} over the probe seeds of finished probe jobs."""
     grouped: dict = {}
-    for job in jobs:
-        record = job.load()
-        if job.name.startswith("probe/") and record is not None:
-            grouped.setdefault((record["arm"], record["budget"]), []).append(record["probe"])
+    for record in finished(jobs, "probe"):
+        grouped.setdefault((record["arm"], record["budget"]), []).append(record["probe"])
     out = {}
     for key, results in grouped.items():
         out[key] = {

@@ -288,6 +288,12 @@ def select_jobs(jobs: list[Job], patterns: list[str] | None) -> list[Job]:
     or selected too, plus the finished ones (so that dependencies resolve)."""
     if not patterns:
         return jobs
+    unmatched = [p for p in patterns if not any(fnmatch(job.name, p) for job in jobs)]
+    if unmatched:
+        raise SystemExit(
+            f"ssl_gain --only: {unmatched} match no job of this grid; names look like "
+            f"{jobs[-1].name!r} (kind/arm_budget/split/seed)"
+        )
     done = {job.name for job in jobs if job.load() is not None}
     chosen = {job.name for job in jobs if any(fnmatch(job.name, p) for p in patterns)} - done
     while True:  # drop chosen jobs that wait for a job that will not run

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from d2v_speech.benchmarking import ssl_gain_report
@@ -280,3 +281,5 @@ def test_only_runs_matching_jobs_whose_prerequisites_will_be_there(tmp_path):
     names = [j.name for j in ssl_gain.select_jobs(jobs, ["*/a/2", "devscore/*"])]
     assert names == ["pretrain/a", "finetune/a/1", "devscore/a/1", "finetune/a/2", "devscore/a/2"]
     assert ssl_gain.select_jobs(jobs, None) == jobs
+    with pytest.raises(SystemExit, match=r"\['devscore'\] match no job"):
+        ssl_gain.select_jobs(jobs, ["devscore/*", "devscore"])  # a glob without its '/*'

@@ -133,7 +133,7 @@ def build_v2_objective(name: str, args: argparse.Namespace) -> torch.nn.Module:
         return Data2Vec2Objective(**engine)
     return AQC2Objective(
         **engine,
-        quantizer=QuantizerSettings(),
+        quantizer=QuantizerSettings(gumbel_noise="uniform"),
         negative_sampler=NegativeSampler(),
         cluster_scaler=ClusterScaler(),
         contrastive_head=CrossContrastiveHead(),

@@ -5,7 +5,7 @@ import pytest
 import torch
 from speechbrain.nnet.quantisers import GumbelVectorQuantizer as SpeechBrainQuantizer
 
-from d2v_speech.nn.quantizer import GumbelVectorQuantizer
+from d2v_speech.nn.quantizer import GumbelVectorQuantizer, hard_gumbel_softmax, sample_gumbel
 
 INPUT_DIM, NUM_VARS, GROUPS, VQ_DIM = 12, 7, 2, 10
 TEMPERATURE = (2.0, 0.5, 0.999995)
@@ -180,6 +180,7 @@ def test_fp16_module_runs():
         {"temperature": (0.5, 2.0, 0.9)},
         {"temperature": (2.0, 0.5, 1.5)},
         {"num_vars": 0},
+        {"gumbel_noise": "normal"},
     ],
 )
 def test_bad_configuration_raises(kwargs):
@@ -197,3 +198,48 @@ def test_bad_input_raises():
         quantizer(torch.randn(2, 3, 8), valid_mask=torch.zeros(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="num_updates"):
         quantizer.set_num_updates(-1)
+
+
+@pytest.mark.parametrize("method", ["exponential", "uniform"])
+def test_gumbel_noise_has_the_standard_gumbel_moments(method):
+    # Gumbel(0, 1): mean = Euler-Mascheroni constant, variance = pi^2 / 6
+    torch.manual_seed(0)
+    noise = sample_gumbel(torch.empty(400_000), method).double()
+    assert torch.isfinite(noise).all()
+    assert abs(noise.mean().item() - np.euler_gamma) < 0.01
+    assert abs(noise.var().item() - np.pi**2 / 6) < 0.03
+
+
+def test_uniform_noise_samples_the_softmax_of_the_logits():
+    # Gumbel-max: argmax(logits + g) ~ Categorical(softmax(logits)), at any temperature
+    torch.manual_seed(1)
+    logits = torch.tensor([1.0, 0.0, -1.0, 2.0]).expand(200_000, 4)
+    selection = hard_gumbel_softmax(logits, tau=0.7, noise="uniform")
+    assert torch.equal(selection.sum(dim=-1), torch.ones(200_000))
+    assert set(selection.unique().tolist()) == {0.0, 1.0}
+    frequencies = selection.mean(dim=0)
+    assert torch.allclose(frequencies, torch.softmax(logits[0], dim=0), atol=0.006)
+
+
+def test_uniform_noise_gradient_is_the_straight_through_softmax_gradient():
+    # forward: the hard one-hot; backward: the gradient of softmax((logits + g) / tau), same g
+    logits = torch.randn(5, 7, requires_grad=True)
+    weights = torch.randn(5, 7)
+    torch.manual_seed(2)
+    (hard_gumbel_softmax(logits, tau=1.5, noise="uniform") * weights).sum().backward()
+    torch.manual_seed(2)
+    gumbel = -torch.log(-torch.log(torch.rand(5, 7)))
+    reference = logits.detach().clone().requires_grad_(True)
+    (torch.softmax((reference + gumbel) / 1.5, dim=-1) * weights).sum().backward()
+    assert torch.allclose(logits.grad, reference.grad, atol=1e-6)
+
+
+def test_uniform_noise_quantizer_picks_codebook_vectors():
+    torch.manual_seed(3)
+    quantizer = GumbelVectorQuantizer(INPUT_DIM, NUM_VARS, GROUPS, VQ_DIM, gumbel_noise="uniform")
+    out = quantizer.train()(torch.randn(4, 6, INPUT_DIM))
+    codebook = quantizer.vars.detach().view(GROUPS, NUM_VARS, VQ_DIM // GROUPS)
+    picked = out.quantized.detach().view(-1, GROUPS, VQ_DIM // GROUPS)
+    for g in range(GROUPS):
+        distance = torch.cdist(picked[:, g], codebook[g]).min(dim=1).values
+        assert distance.max() < 1e-5

@@ -243,3 +243,18 @@ def test_uniform_noise_quantizer_picks_codebook_vectors():
     for g in range(GROUPS):
         distance = torch.cdist(picked[:, g], codebook[g]).min(dim=1).values
         assert distance.max() < 1e-5
+
+
+def test_exponential_noise_is_torch_gumbel_softmax_to_the_bit():
+    # the default path must keep fairseq's / SpeechBrain's noise stream, values and gradients
+    logits = torch.randn(64, 9, requires_grad=True)
+    reference = logits.detach().clone().requires_grad_(True)
+    weights = torch.randn(64, 9)
+    torch.manual_seed(4)
+    ours = hard_gumbel_softmax(logits, tau=1.3, noise="exponential")
+    torch.manual_seed(4)
+    theirs = torch.nn.functional.gumbel_softmax(reference, tau=1.3, hard=True)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    assert torch.equal(ours, theirs)
+    assert torch.equal(logits.grad, reference.grad)

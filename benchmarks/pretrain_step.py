@@ -59,6 +59,7 @@ import torch
 
 import d2v_speech.ssl.negative_sampler as negative_sampler_module
 from d2v_speech.benchmarking.flops import count_flops, gemm_peak_gflops, model_gemm_shapes
+from d2v_speech.heap import keep_freed_blocks_in_heap
 from d2v_speech.nn.compiled import compile_transformer_layers
 from d2v_speech.nn.conv_decoder import ConvDecoder1d
 from d2v_speech.nn.data2vec_audio import Data2VecAudioModel
@@ -81,6 +82,7 @@ ARMS = ("data2vec", "aqc", "aqc_official", "data2vec2", "aqc2")
 V2_ARMS = ("data2vec2", "aqc2")
 AUGMENTED_ARMS = ("aqc", "aqc_official", "aqc2")
 COMPILED = "+compiled"
+HEAP_MODES = ("keep", "glibc")  # see --heap
 # profiler ops that are matrix products (their time counts as GEMM time)
 GEMM_OPS = frozenset(
     {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear", "aten::matmul",
@@ -313,6 +315,7 @@ def setting_arguments(args: argparse.Namespace) -> list[str]:
         f"--precision={args.precision}",
         f"--seed={args.seed}",
         f"--memory-steps={args.memory_steps}",
+        f"--heap={args.heap}",
     ]
 
 
@@ -433,9 +436,11 @@ def efficiency(arms: list[Arm], batch: dict, args, device, summary: dict) -> dic
 
 
 def setting_key(args: argparse.Namespace) -> str:
+    # runs before the --heap option (glibc's heap) keep their keys
+    heap = "" if args.heap == "glibc" else f"|heap={args.heap}"
     return (
         f"{args.tag}|{args.model}|{args.batch}x{args.seconds:g}s|{args.device}|"
-        f"{args.precision}|{args.threads}thr"
+        f"{args.precision}|{args.threads}thr{heap}"
     )
 
 
@@ -560,11 +565,14 @@ def markdown(everything: dict) -> str:
         "run are the steadier measure; wall time also counts waiting for a core). The aqc arms "
         "get a pre-made augmented batch (augmentation runs in loader workers, not in the step). "
         "Memory: each arm in a fresh subprocess; CPU = peak RSS growth during the steps "
-        "(activations, gradients, optimiser state), CUDA = max allocated.",
+        "(activations, gradients, optimiser state), CUDA = max allocated. Heap: `keep` = freed "
+        "blocks stay in glibc's heap (`d2v_speech.heap.keep_freed_blocks_in_heap`, the "
+        "pretraining YAMLs' `heap_keep_large_blocks`), `glibc` = its own mmap threshold, which "
+        "maps every block above 32 MiB anew (page faults each step).",
         "",
-        "| tag | model | batch | device | precision | threads | arm | wall s (min-max) "
+        "| tag | model | batch | device | precision | threads | heap | arm | wall s (min-max) "
         "| x data2vec | CPU s (min-max) | x data2vec | peak mem MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(everything):
         entry = everything[key]
@@ -576,7 +584,8 @@ def markdown(everything: dict) -> str:
             lines.append(
                 f"| {setting['tag']} | {setting['model']} | {setting['batch']} x "
                 f"{setting['seconds']:g} s | {setting['device']} | {setting['precision']} | "
-                f"{setting['threads']} | {arm} | {_median_range(wall)} | "
+                f"{setting['threads']} | {setting.get('heap', 'glibc')} | {arm} | "
+                f"{_median_range(wall)} | "
                 f"{wall['ratio_to_data2vec']:.2f} | {_median_range(cpu)} | "
                 f"{cpu['ratio_to_data2vec']:.2f} | {'-' if peak is None else f'{peak:.0f}'} |"
             )
@@ -630,6 +639,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--profile", action="store_true", help="torch.profiler of every arm")
+    parser.add_argument(
+        "--heap",
+        default="keep",
+        choices=HEAP_MODES,
+        help="keep: freed blocks stay in glibc's heap, as the pretraining YAMLs' "
+        "heap_keep_large_blocks does; glibc: its own mmap threshold (large blocks mapped anew)",
+    )
     parser.add_argument("--tag", default="current", help="label of this run in the results")
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--memory-probe", choices=ARMS, help=argparse.SUPPRESS)
@@ -651,6 +667,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.heap == "keep":
+        keep_freed_blocks_in_heap()
     if args.memory_probe:
         print(json.dumps(probe_memory(args)))
         return
@@ -669,6 +687,7 @@ def main(argv: list[str] | None = None) -> None:
             "device": args.device,
             "precision": args.precision,
             "threads": args.threads,
+            "heap": args.heap,
             "clones": args.clones,
             "warmup": args.warmup,
             "timed_steps": args.steps,

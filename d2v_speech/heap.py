@@ -15,9 +15,16 @@ chunks: 7.2 GB for one run, and three such runs at once were OOM-killed on 24 GB
   threshold they are mapped and unmapped whole. That bounds the RSS (a tiny fine-tuning run
   stayed under 2.7 GB at 4 MiB) but costs the page faults of every large block: 13-27 % more CPU
   time per fine-tuning update here, up to 50 % per pretraining step.
+- on request (the YAML's ``heap_keep_large_blocks``, the pretraining YAMLs): the opposite, no
+  block is ever mapped and the heap is never trimmed on a free. glibc maps every block above
+  32 MiB (its threshold's ceiling) and unmaps it when freed, so each step faults in its largest
+  activations afresh: a tiny aqc2 step (8 x 4 s, bf16) took 41,000 page faults and 69 ms of
+  system time, every one of them gone when freed blocks stay in the heap for the next step.
+  The periodic ``malloc_trim(0)`` still hands free pages back.
 
-Measured in ``benchmarks/results/finetune_rss.md``. A ``MALLOC_MMAP_THRESHOLD_`` set by the user
-wins over the threshold here.
+Measured in ``benchmarks/results/finetune_rss.md`` and ``benchmarks/results/pretrain_step.md``.
+``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_MMAP_MAX_`` or ``MALLOC_TRIM_THRESHOLD_`` set by the user win
+over the settings here.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ import ctypes.util
 import functools
 import os
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
+# mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 
 
 @functools.cache
@@ -55,6 +66,24 @@ def fix_mmap_threshold(threshold: int) -> bool:
     return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold)))
 
 
+def keep_freed_blocks_in_heap() -> bool:
+    """Serve every block from the heap and never trim it on a free (glibc ``M_MMAP_MAX`` 0,
+    ``M_TRIM_THRESHOLD`` at its maximum); True when set.
+
+    A freed block of activations is then reused by the next step instead of being unmapped and
+    faulted in again page by page; only :func:`release_free_heap` gives memory back. Does
+    nothing where the C library is not glibc or the user set a ``MALLOC_*`` mmap or trim
+    variable.
+    """
+    libc = _glibc()
+    if libc is None or any(name in os.environ for name in _USER_SETTINGS):
+        return False
+    no_mmap = libc.mallopt(ctypes.c_int(_M_MMAP_MAX), ctypes.c_int(0))
+    # the trim threshold is an unsigned size in glibc: -1 is its largest value
+    no_trim = libc.mallopt(ctypes.c_int(_M_TRIM_THRESHOLD), ctypes.c_int(-1))
+    return bool(no_mmap and no_trim)
+
+
 def release_free_heap() -> bool:
     """Return the heap's free pages to the OS; True when glibc released any memory."""
     libc = _glibc()
@@ -63,22 +92,32 @@ def release_free_heap() -> bool:
 
 class HeapReleaser:
     """Calls :func:`release_free_heap` at every ``interval``-th :meth:`tick` (one per batch);
-    with ``mmap_threshold_mib`` > 0 it first pins glibc's mmap threshold there.
+    with ``mmap_threshold_mib`` > 0 it first pins glibc's mmap threshold there, with
+    ``keep_large_blocks`` it first calls :func:`keep_freed_blocks_in_heap` (one of the two at most).
 
     A release costs a walk over the heap's free chunks (about a millisecond at these sizes)
     and the page faults of reusing what it gave back, small beside a tiny model's step of a few
     hundred milliseconds when it comes once in 20 batches.
     """
 
-    def __init__(self, interval: int = 20, mmap_threshold_mib: float = 0):
+    def __init__(
+        self, interval: int = 20, mmap_threshold_mib: float = 0, keep_large_blocks: bool = False
+    ):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         if mmap_threshold_mib < 0:
             raise ValueError(f"mmap_threshold_mib must be >= 0, got {mmap_threshold_mib}")
+        if keep_large_blocks and mmap_threshold_mib > 0:
+            raise ValueError(
+                "keep_large_blocks (no block mapped) contradicts an mmap threshold "
+                f"({mmap_threshold_mib} MiB): choose one"
+            )
         self.interval = interval
         self.ticks = 0
         if mmap_threshold_mib > 0:
             fix_mmap_threshold(int(mmap_threshold_mib * 1024 * 1024))
+        if keep_large_blocks:
+            keep_freed_blocks_in_heap()
 
     def tick(self) -> None:
         self.ticks += 1

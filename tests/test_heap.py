@@ -95,3 +95,60 @@ def test_a_fixed_mmap_threshold_returns_large_blocks_when_they_are_freed(mode, r
         capture_output=True, text=True, check=True, env=env,
     ).stdout  # fmt: skip
     assert (float(output) > 12) == retained, f"{mode}: {float(output):.1f} MiB still resident"
+
+
+REUSE_PROBE = """
+import resource, sys, torch
+from pathlib import Path
+from d2v_speech import heap
+
+def resident_mib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+if sys.argv[1] == "keep":
+    assert heap.HeapReleaser(keep_large_blocks=True)  # as a YAML with heap_keep_large_blocks
+size = 16 * 1024 * 1024  # 64 MiB of float32: above glibc's 32 MiB mmap ceiling
+for _ in range(8):  # steps: the heap settles (with alignment slack, a freed block of exactly
+    block = torch.ones(size)  # the size is reused once its neighbours are free too)
+    before = resident_mib()
+    del block
+kept_after_free = resident_mib() - before + 64
+start = faults()
+block = torch.ones(size)  # the next step's activations, same size
+refaults = faults() - start
+del block
+heap.release_free_heap()
+kept_after_release = resident_mib() - before + 64
+print(kept_after_free, refaults, kept_after_release)
+"""
+
+
+@pytest.mark.skipif(heap._glibc() is None, reason="the C library is not glibc")
+@pytest.mark.parametrize("mode", ["default", "keep"])
+def test_kept_blocks_are_reused_without_page_faults_until_released(mode):
+    # glibc maps a 64 MiB block and unmaps it on free, so the next one faults in its 16384 pages
+    # again; kept in the heap it is reused as is, and release_free_heap still hands it back
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    output = subprocess.run(
+        [sys.executable, "-c", REUSE_PROBE, mode],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout  # fmt: skip
+    kept_after_free, refaults, kept_after_release = (float(v) for v in output.split())
+    pages = 64 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")
+    if mode == "keep":
+        assert kept_after_free > 60, f"only {kept_after_free:.0f} MiB kept after the free"
+        assert refaults < pages / 16, f"{refaults:.0f} page faults reusing a kept block"
+    else:
+        assert kept_after_free < 4, f"{kept_after_free:.0f} MiB still resident after the free"
+        assert refaults > pages / 2, f"only {refaults:.0f} page faults for a fresh 64 MiB block"
+    assert kept_after_release < 4, f"{kept_after_release:.0f} MiB still resident after release"
+
+
+def test_keep_large_blocks_contradicts_an_mmap_threshold():
+    with pytest.raises(ValueError, match="contradicts"):
+        heap.HeapReleaser(mmap_threshold_mib=4, keep_large_blocks=True)

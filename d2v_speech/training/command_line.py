@@ -75,6 +75,7 @@ VALUE_CHECKS: dict[str, tuple] = {
     "feature_penalty_weight": _NONNEGATIVE,
     "max_unreadable_files": _NONNEGATIVE_INT,
     "heap_mmap_threshold_mib": _NONNEGATIVE,
+    "heap_keep_large_blocks": (lambda v: isinstance(v, bool), "True or False"),
     "precision": (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
 }
 

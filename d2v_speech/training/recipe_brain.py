@@ -51,7 +51,8 @@ class RecipeBrain(sb.Brain):
     `max_unreadable_files` (default 100). Free heap pages go back to the OS every 20 batches
     and before each stage's loader forks its workers, and the YAML's `heap_mmap_threshold_mib`
     (default 0: glibc's own) can pin glibc's mmap threshold (`d2v_speech.heap`: a tiny
-    fine-tuning run's RSS grew to 7 GB with its workers, most of it freed memory). With the
+    fine-tuning run's RSS grew to 7 GB with its workers, most of it freed memory), or its
+    `heap_keep_large_blocks: True` keep freed blocks in the heap (no page faults per step). With the
     YAML's `compile_transformer_layers: True` the Transformer layers are compiled by inductor
     (`d2v_speech.nn.compiled`; same results as eager, a few percent faster per step on a CPU)."""
 
@@ -65,9 +66,11 @@ class RecipeBrain(sb.Brain):
             self.optimizer_step_limit = int(self.optimizer_step_limit)
         self.unreadable_files = 0
         self._compile_clock: float | None = None  # wall clock at compilation, until the 1st update
-        # 0: glibc's own mmap threshold; > 0 bounds the RSS at a CPU cost (d2v_speech.heap)
+        # 0: glibc's own mmap threshold; > 0 bounds the RSS at a CPU cost; keeping freed blocks
+        # in the heap spares a step the page faults of its largest activations (d2v_speech.heap)
         self.heap_releaser = HeapReleaser(
-            mmap_threshold_mib=getattr(self.hparams, "heap_mmap_threshold_mib", 0)
+            mmap_threshold_mib=getattr(self.hparams, "heap_mmap_threshold_mib", 0),
+            keep_large_blocks=getattr(self.hparams, "heap_keep_large_blocks", False),
         )
 
     def skip_unreadable(self, batch) -> bool:

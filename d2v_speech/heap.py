@@ -5,7 +5,7 @@ chunks are scattered, the top of the heap stays in use and glibc's own trimming 
 a tiny 1-thread fine-tuning run held 3.7 GB of RSS at update 450 of which 2.2 GB were free
 chunks (``malloc_trim(0)`` on the live process brought it to 1.5 GB), and its DataLoader
 worker, forked from that heap, held 2.8 GB of private pages of its own as it reused those
-chunks: 7.2 GB for one run, and three such runs at once were OOM-killed on 24 GB. Two remedies:
+chunks: 7.2 GB for one run, and three such runs at once were OOM-killed on 24 GB. What helps:
 
 - always: ``malloc_trim(0)`` every 20 batches and before a loader forks its workers hands every
   whole free page back, so the workers start small (:class:`HeapReleaser`);

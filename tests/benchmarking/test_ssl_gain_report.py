@@ -204,6 +204,15 @@ def test_scratch_variants_are_all_beaten_or_not(tmp_path):
     ssl_gain.write_report(list(jobs.values()), config, tmp_path / "out", SETTINGS)
     gains = json.loads((tmp_path / "out" / "ssl_gain.json").read_text())["comparisons"]["1h/2638"]
     assert gains["clearly_beats_scratch"] == {"aqc2": False}
+    # it is still clearly below the plateaued arm on all four, below the steadier one on none
+    assert gains["clearly_below"]["aqc2"] == {
+        "scratch": ["test-clean/cer", "test-clean/wer_4gram", "test-other/cer",
+                    "test-other/wer_4gram"],
+        "scratch_unfrozen": [],
+    }  # fmt: skip
+    markdown = (tmp_path / "out" / "ssl_gain.md").read_text()
+    assert "| no | scratch: test-clean/cer, test-clean/wer_4gram, test-other/cer, " in markdown
+    assert "scratch_unfrozen: none |" in markdown
 
 
 def test_arm_budgets_and_dev_cer_by_budget(tmp_path):
